@@ -1,0 +1,111 @@
+"""The objects published in the `modelzoo.models` entry-point group, one per variant.
+
+Importing this module is cheap (no TensorFlow): `zoo-run list` loads it to show names,
+descriptions and level statuses; TensorFlow is imported when a graph is built.
+"""
+import copy
+import os
+
+from registry.spec import parse_level_file
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PAPER = "Zhang et al., ShuffleNet: An Extremely Efficient CNN for Mobile Devices, CVPR 2018 (arXiv:1707.01083)"
+REFERENCE = "https://github.com/megvii-model/ShuffleNet-Series (ShuffleNetV1, PyTorch)"
+
+# The seed's single-card recipe (Ascend ModelZoo ShuffleNetV1-1.0x-group3 for TensorFlow).
+_DEFAULT_HPARAMS = {
+    # optimisation
+    "batch_size": 32,                 # per device
+    "learning_rate": 0.01,            # at base_batch_size; scaled linearly with the global batch
+    "base_batch_size": 32,
+    "lr_schedule": "cosine",          # cosine | linear | constant
+    "warmup_epochs": 0.0,
+    "epochs": 150.0,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "weight_decay_on_bn": False,      # decay conv/FC weights only
+    "label_smoothing": 0.1,
+    # data
+    "num_classes": 1000,
+    "image_size": 224,
+    "num_train_images": 1281167,
+    "num_eval_images": 50000,
+    "label_offset": 1,                # TF-slim ImageNet labels are 1..1000, 0 is background
+    "crop_area_min": 0.08,            # Inception-style distorted crop
+    "random_flip": True,
+    "eval_resize": "square",          # square: resize to 256x256 (the seed); aspect: short side 256
+    "eval_crop_fraction": 0.875,      # 224 / 256
+    "shuffle_buffer": 10000,
+    "seed": -1,                       # -1: unseeded
+    # checkpoints
+    "save_checkpoints_steps": 5000,
+    "keep_checkpoint_max": 5,
+    # network implementation
+    "grouped_conv_impl": "auto",      # auto | split | block_diagonal | native
+}
+
+_PRESETS = {
+    # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs.
+    "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
+               "weight_decay": 4e-5, "label_smoothing": 0.1, "epochs": 240.0},
+}
+
+# name suffix -> (groups, width, params with 1000 classes, multiply-adds at 224, reference top-1/top-5)
+_VARIANTS = {
+    "G1": (1, "1.0x", 1530936, None, None),
+    "G2": (2, "1.0x", 1732848, None, None),
+    "G3": (3, "1.0x", 1864728, 137460672, (0.678, 0.877)),
+    "G4": (4, "1.0x", 1967344, None, None),
+    "G8": (8, "1.0x", 2433768, None, (0.680, 0.864)),
+    "G3_0_5X": (3, "0.5x", 717324, None, (0.573, 0.800)),
+    "G3_1_5X": (3, "1.5x", 3441168, None, (0.716, 0.902)),
+    "G3_2_0X": (3, "2.0x", 5449776, None, (0.741, 0.914)),
+    "G8_0_5X": (8, "0.5x", 1010448, None, (0.588, 0.810)),
+    "G8_1_5X": (8, "1.5x", 4268952, None, (0.710, 0.896)),
+    "G8_2_0X": (8, "2.0x", 6521232, None, (0.729, 0.908)),
+}
+
+
+def read_level():
+    with open(os.path.join(_HERE, "modelzoo_level.txt")) as f:
+        return parse_level_file(f.read())
+
+
+class ShuffleNetV1Model(object):
+    """One ShuffleNetV1 variant, implementing the `registry.spec` contract."""
+
+    def __init__(self, groups, width, params=None, macs=None, reference_accuracy=None):
+        self.groups = groups
+        self.width = width
+        self.level = read_level()
+        self.presets = copy.deepcopy(_PRESETS)
+        self.metadata = {
+            "description": "ShuffleNetV1 %s, %d group%s (ImageNet classifier)"
+                           % (width, groups, "" if groups == 1 else "s"),
+            "paper": PAPER,
+            "reference_implementation": REFERENCE,
+            "params": params,
+            "macs": macs,
+        }
+        if reference_accuracy:
+            self.metadata["reference_top1"], self.metadata["reference_top5"] = reference_accuracy
+            self.metadata["reference_accuracy_source"] = "Megvii ShuffleNet-Series README (ImageNet val, 224)"
+
+    def default_hparams(self):
+        return dict(_DEFAULT_HPARAMS)
+
+    def build_model(self, images, is_training, hparams):
+        from modelzoo_shufflenet.network import shufflenet_v1
+        return shufflenet_v1(images, is_training, groups=self.groups, width=self.width,
+                             num_classes=hparams["num_classes"], grouped_conv_impl=hparams["grouped_conv_impl"])
+
+    def input_fn(self, mode, hparams, data_path, input_context=None):
+        from modelzoo_shufflenet.preprocessing import input_fn
+        return input_fn(mode, hparams, data_path, input_context)
+
+    def __repr__(self):
+        return "ShuffleNetV1Model(groups=%d, width=%r)" % (self.groups, self.width)
+
+
+for _suffix, (_groups, _width, _params, _macs, _accuracy) in _VARIANTS.items():
+    globals()["SHUFFLENETV1_" + _suffix] = ShuffleNetV1Model(_groups, _width, _params, _macs, _accuracy)

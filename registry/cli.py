@@ -1,0 +1,128 @@
+"""`zoo-run`: train, evaluate and benchmark any network registered in `modelzoo.models`."""
+import argparse
+import os
+import sys
+
+from registry import discovery, hparams as hp
+
+EPILOG = """examples:
+  zoo-run list
+  zoo-run describe shufflenetv1_g3
+  zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train
+
+Networks are plugins: any installed distribution that publishes an object in the
+'modelzoo.models' entry-point group is listed and run the same way."""
+
+
+class CLIError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
+    return tf
+
+
+def _level_text(level):
+    return " ".join("%s:%s" % (k.replace("Status", ""), v) for k, v in level.items())
+
+
+def cmd_list(args):
+    plugins = discovery.load_all()
+    if not plugins:
+        print(discovery.unknown_name_message("", []).split(" ", 3)[-1])
+        return 1
+    rows = [("NAME", "DESCRIPTION", "LEVEL")]
+    for p in plugins:
+        if p.broken:
+            rows.append((p.name, "BROKEN (%s): %s" % (p.target, p.error), ""))
+        else:
+            rows.append((p.name, p.obj.metadata["description"], _level_text(p.obj.level)))
+    widths = [max(len(r[i]) for r in rows if not r[1].startswith("BROKEN")) for i in range(2)]
+    for row in rows:
+        if row[1].startswith("BROKEN"):
+            print("%-*s  %s" % (widths[0], row[0], row[1]))
+        else:
+            print("%-*s  %-*s  %s" % (widths[0], row[0], widths[1], row[1], row[2]))
+    broken = sum(p.broken for p in plugins)
+    print("\n%d network(s) registered%s." % (len(plugins), ", %d broken" % broken if broken else ""))
+    return 0
+
+
+def _format_count(n):
+    return "{:,}".format(n) if isinstance(n, int) else str(n)
+
+
+def cmd_describe(args):
+    model = discovery.get_model(args.name)
+    params = hp.resolve(model, args.preset, args.config, args.set)
+    _quiet_tensorflow()
+    from registry import graph_stats
+    size = args.image_size or params["image_size"]
+    n_params, macs = graph_stats.measure(model, params, size)
+    meta = model.metadata
+    print("%s: %s" % (args.name, meta["description"]))
+    print("\nmeasured from the built graph (%d classes, %dx%d input):" % (params.get("num_classes", 0), size, size))
+    print("  trainable parameters  %s" % _format_count(n_params))
+    print("  multiply-adds         %s (%.1f M)" % (_format_count(macs), macs / 1e6))
+    print("\nmetadata:")
+    for key in sorted(meta):
+        if key != "description" and meta[key] is not None:
+            value = meta[key]
+            print("  %-26s %s" % (key, _format_count(value) if isinstance(value, int) else value))
+    print("\nlevel (modelzoo_level.txt):")
+    for key, value in model.level.items():
+        print("  %-26s %s" % (key, value))
+    presets = sorted(getattr(model, "presets", {}))
+    print("\npresets: %s" % (", ".join(presets) or "none"))
+    print("\nhparams%s:" % (" (preset %s)" % args.preset if args.preset else " (defaults)"))
+    for key in sorted(params):
+        print("  %-26s %r" % (key, params[key]))
+    return 0
+
+
+def add_hparam_arguments(parser):
+    parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override one hparam (repeatable), typed like its default")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="zoo-run", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="registered networks with their level status",
+                       description="Lists every network in the 'modelzoo.models' entry-point group, "
+                                   "with its one-line description and modelzoo_level.txt statuses; "
+                                   "a plugin that fails to load is shown as broken with its error.")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("describe", help="hparams, parameters, MACs and metadata of one network",
+                       description="Builds the network's graph and prints its measured parameter count "
+                                   "and multiply-adds, its metadata, level statuses and effective hparams.")
+    p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
+    p.add_argument("--image_size", type=int, help="input size to measure at (default: the hparam)")
+    add_hparam_arguments(p)
+    p.set_defaults(func=cmd_describe)
+
+    from registry.data import cli as data_cli
+    data_cli.register(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (CLIError, hp.HParamsError, discovery.UnknownModelError, discovery.BrokenPluginError) as err:
+        print("zoo-run %s: error: %s" % (args.command, err), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

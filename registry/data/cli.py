@@ -1,0 +1,5 @@
+"""`zoo-run data ...` subcommands."""
+
+
+def register(subparsers):
+    pass

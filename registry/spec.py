@@ -1,0 +1,107 @@
+"""The plugin contract, and the check that says exactly how an object breaks it.
+
+An entry point in the `modelzoo.models` group resolves to an object exposing:
+
+    build_model(images, is_training, hparams) -> logits     builds the network in the current graph
+    input_fn(mode, hparams, data_path, input_context=None)  -> tf.data.Dataset of (images, labels),
+                                                             labels 0-based int32
+    default_hparams() -> dict                                the network's reference recipe
+    level      mapping of modelzoo_level.txt statuses (FuncStatus, PerfStatus, PrecisionStatus, ...)
+    metadata   mapping of descriptive facts; `description` is required, `paper`, `params`, `macs`,
+               `reference_top1`, ... are shown when present
+    presets    (optional) mapping: preset name -> hparam overrides
+
+`hparams` is a plain mapping: `default_hparams()` after the user's overrides. `mode` is a
+`tf.estimator.ModeKeys` value.
+"""
+import inspect
+
+ENTRY_POINT_GROUP = "modelzoo.models"
+
+REQUIRED_CALLABLES = {
+    "build_model": ("images", "is_training", "hparams"),
+    "input_fn": ("mode", "hparams", "data_path", "input_context"),
+    "default_hparams": (),
+}
+LEVEL_KEYS = ("FuncStatus", "PerfStatus", "PrecisionStatus")
+LEVEL_VALUES = {
+    "FuncStatus": ("OK", "NOK"),
+    "PerfStatus": ("PERFECT", "OK", "POK", "NOK"),
+    "PrecisionStatus": ("OK", "POK", "NOK"),
+}
+REQUIRED_METADATA = ("description",)
+
+
+class ContractError(Exception):
+    """A plugin object does not satisfy the contract; `problems` lists every breach."""
+
+    def __init__(self, name, problems):
+        self.name = name
+        self.problems = list(problems)
+        super().__init__("model %r breaks the plugin contract:\n  - %s" % (name, "\n  - ".join(self.problems)))
+
+
+def _parameter_problems(name, func, expected):
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return []  # builtins without a signature: cannot check, trust them
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < len(expected):
+        return ["%s must accept (%s); it accepts (%s)" % (name, ", ".join(expected), ", ".join(positional))]
+    return []
+
+
+def contract_problems(obj):
+    """Every way `obj` breaks the contract, as readable sentences (empty when it complies)."""
+    problems = []
+    for attr, expected in REQUIRED_CALLABLES.items():
+        func = getattr(obj, attr, None)
+        if func is None:
+            problems.append("missing %s(%s)" % (attr, ", ".join(expected)))
+        elif not callable(func):
+            problems.append("%s is not callable (it is a %s)" % (attr, type(func).__name__))
+        else:
+            problems.extend(_parameter_problems(attr, func, expected))
+
+    level = getattr(obj, "level", None)
+    if not hasattr(level, "get"):
+        problems.append("missing `level`: a mapping with %s" % ", ".join(LEVEL_KEYS))
+    else:
+        for key in LEVEL_KEYS:
+            if key not in level:
+                problems.append("level lacks %s (one of %s)" % (key, "|".join(LEVEL_VALUES[key])))
+            elif level[key] not in LEVEL_VALUES[key]:
+                problems.append("level %s is %r, expected one of %s" % (key, level[key], "|".join(LEVEL_VALUES[key])))
+
+    metadata = getattr(obj, "metadata", None)
+    if not hasattr(metadata, "get"):
+        problems.append("missing `metadata`: a mapping with at least %s" % ", ".join(REQUIRED_METADATA))
+    else:
+        problems.extend("metadata lacks %r" % key for key in REQUIRED_METADATA if key not in metadata)
+
+    presets = getattr(obj, "presets", {})
+    if not hasattr(presets, "items"):
+        problems.append("`presets` must be a mapping of name -> hparam overrides")
+    return problems
+
+
+def validate(name, obj):
+    """Returns `obj` if it satisfies the contract, else raises ContractError listing every problem."""
+    problems = contract_problems(obj)
+    if problems:
+        raise ContractError(name, problems)
+    return obj
+
+
+def parse_level_file(text):
+    """Parses modelzoo_level.txt (`Key:Value` lines) into an ordered dict."""
+    level = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            key, value = line.split(":", 1)
+            level[key.strip()] = value.strip()
+    return level
