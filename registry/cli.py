@@ -4,6 +4,7 @@ import os
 import sys
 
 from registry import discovery, hparams as hp
+from registry.errors import ZooError
 
 EPILOG = """examples:
   zoo-run list
@@ -12,10 +13,6 @@ EPILOG = """examples:
 
 Networks are plugins: any installed distribution that publishes an object in the
 'modelzoo.models' entry-point group is listed and run the same way."""
-
-
-class CLIError(Exception):
-    """An error the user can fix; printed without a traceback."""
 
 
 def _quiet_tensorflow():
@@ -119,7 +116,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (CLIError, hp.HParamsError, discovery.UnknownModelError, discovery.BrokenPluginError) as err:
+    except ZooError as err:
         print("zoo-run %s: error: %s" % (args.command, err), file=sys.stderr)
         return 2
 

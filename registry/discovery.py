@@ -10,17 +10,18 @@ import difflib
 from stevedore import named
 
 from registry import spec
+from registry.errors import ZooError
 
 Plugin = collections.namedtuple("Plugin", "name target obj error")
 Plugin.__doc__ = "One registered network: `obj` when it loaded and complies, else `error` says why not."
 Plugin.broken = property(lambda self: self.error is not None)
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(ZooError, LookupError):
     pass
 
 
-class BrokenPluginError(RuntimeError):
+class BrokenPluginError(ZooError):
     pass
 
 

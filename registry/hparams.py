@@ -8,8 +8,10 @@ import json
 
 import yaml
 
+from registry.errors import ZooError
 
-class HParamsError(ValueError):
+
+class HParamsError(ZooError, ValueError):
     pass
 
 

@@ -16,6 +16,8 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
 """
 import inspect
 
+from registry.errors import ZooError
+
 ENTRY_POINT_GROUP = "modelzoo.models"
 
 REQUIRED_CALLABLES = {
@@ -32,7 +34,7 @@ LEVEL_VALUES = {
 REQUIRED_METADATA = ("description",)
 
 
-class ContractError(Exception):
+class ContractError(ZooError):
     """A plugin object does not satisfy the contract; `problems` lists every breach."""
 
     def __init__(self, name, problems):
