@@ -1,0 +1,89 @@
+"""ShuffleNetV1's train and eval image transforms, and its `input_fn`, built from `registry.data`.
+
+Train: Inception-style distorted crop (area crop_area_min..1, aspect 3/4..4/3) decoded with the
+fused decode-and-crop op, random horizontal flip, resize to image_size, ImageNet mean/std.
+Eval: resize to image_size / eval_crop_fraction (256 for 224) -- square (the seed) or
+aspect-preserving short side -- then the centred image_size crop, same normalisation.
+"""
+import tensorflow as tf
+
+from registry.data import pipeline, tfrecord, transforms
+from registry.errors import DataError
+
+MEAN_RGB = (0.485, 0.456, 0.406)
+STDDEV_RGB = (0.229, 0.224, 0.225)
+EVAL_RESIZE_MODES = ("square", "aspect")
+
+
+def train_image(image_buffer, hparams, bbox=None, seed=None):
+    """Encoded image -> float32 [S, S, 3], normalised; `seed` None or a stateless int64 [2] seed."""
+    size = int(hparams["image_size"])
+    image = transforms.decode_and_random_crop(
+        image_buffer, bbox, area_range=(float(hparams["crop_area_min"]), 1.0),
+        seed=transforms.fold_seed(seed, 1))
+    if hparams["random_flip"]:
+        image = transforms.random_flip_left_right(image, seed=transforms.fold_seed(seed, 2))
+    image = transforms.resize(image, size, size)
+    image = transforms.normalize(image, MEAN_RGB, STDDEV_RGB)
+    image.set_shape([size, size, 3])
+    return image
+
+
+def eval_image(image_buffer, hparams):
+    """Encoded image -> float32 [S, S, 3]: resize to S / eval_crop_fraction, centre crop S, normalise."""
+    size = int(hparams["image_size"])
+    resize_to = transforms.eval_resize_size(size, float(hparams["eval_crop_fraction"]))
+    mode = hparams["eval_resize"]
+    if mode not in EVAL_RESIZE_MODES:
+        raise DataError("eval_resize is %r; use 'square' (resize to %dx%d, the seed's) or 'aspect' "
+                        "(shorter side to %d)" % (mode, resize_to, resize_to, resize_to))
+    image = transforms.decode_image(image_buffer)
+    if mode == "square":
+        image = transforms.resize(image, resize_to, resize_to)
+    else:
+        image = transforms.resize_short_side(image, resize_to)
+    image = transforms.central_crop(image, size, size)
+    image = transforms.normalize(image, MEAN_RGB, STDDEV_RGB)
+    image.set_shape([size, size, 3])
+    return image
+
+
+def _check_hparams(hparams):
+    if int(hparams["num_classes"]) < 1:
+        raise DataError("num_classes must be >= 1, got %r" % hparams["num_classes"])
+    if not 0.0 < float(hparams["crop_area_min"]) <= 1.0:
+        raise DataError("crop_area_min must be in (0, 1], got %r; ImageNet uses 0.08" % hparams["crop_area_min"])
+    if int(hparams["image_size"]) < 1:
+        raise DataError("image_size must be >= 1, got %r" % hparams["image_size"])
+
+
+def make_preprocess(is_training, hparams):
+    """preprocess(serialized_record, seed) -> (image, label) for `registry.data.pipeline`."""
+    _check_hparams(hparams)
+    label_offset = int(hparams["label_offset"])
+    num_classes = int(hparams["num_classes"])
+
+    def preprocess(record, seed):
+        parsed = tfrecord.parse_record(record, label_offset, num_classes, with_bbox=is_training)
+        if is_training:
+            image = train_image(parsed["image"], hparams, parsed["bbox"], seed)
+        else:
+            image = eval_image(parsed["image"], hparams)
+        return image, parsed["label"]
+
+    return preprocess
+
+
+def input_fn(mode, hparams, data_path, input_context=None):
+    """tf.data.Dataset of (float32 images [B, S, S, 3], int32 labels [B]) from TF-slim TFRecords.
+
+    TRAIN reads `train-*-of-*` and repeats forever; EVAL / PREDICT read `validation-*-of-*` once,
+    the last batch padded with label -1 entries. B is hparams['batch_size'] per worker.
+    """
+    is_training = str(mode).lower() == "train"
+    files = tfrecord.list_split_files(data_path, tfrecord.mode_to_split(mode))
+    seed = int(hparams.get("seed", -1))
+    return pipeline.build_dataset(
+        files, is_training, make_preprocess(is_training, hparams), int(hparams["batch_size"]),
+        shuffle_buffer=int(hparams["shuffle_buffer"]), seed=seed if seed >= 0 else None,
+        input_context=input_context)

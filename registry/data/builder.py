@@ -1,0 +1,471 @@
+"""Image folder -> TF-slim TFRecords (`zoo-run data build`), replacing TF-slim's old scripts.
+
+Layouts of SRC:
+  class folders   SRC/<class>/<image>   (ImageNet train: train/n01440764/*.JPEG); train or validation
+  flat + labels   SRC/<image> and --labels_file: one class per line, in sorted file-name order
+                  (TF-slim's imagenet_2012_validation_synset_labels.txt), or `filename,label` CSV lines
+
+Class ids follow sorted class names and are written 1..N (TF-slim's convention: 0 is the
+background slot, so readers use label_offset=1). They are written to OUT/labels.txt; a later build
+into the same OUT (e.g. validation after train) reuses that file, so both splits agree.
+
+Every image is decoded (TensorFlow's decoders, as the pipeline will use); RGB JPEGs are stored as
+they are, PNG / GIF / BMP / grayscale / CMYK files are re-encoded as RGB JPEG, undecodable files are
+skipped and listed in OUT/<split>-build-report.txt and on the terminal.
+
+Files are shuffled across shards with --seed; each shard is written to a temporary name and
+renamed when complete, and complete shards are skipped on a re-run, so a killed build resumes.
+"""
+import collections
+import csv
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+import traceback
+
+from registry.data import tfrecord
+from registry.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+DEFAULT_SHARDS = {"train": 1024, "validation": 128}
+JPEG_QUALITY = 95
+
+Entry = collections.namedtuple("Entry", "path synset")
+BuildResult = collections.namedtuple(
+    "BuildResult", "out split num_shards written skipped converted labels report_path shards_reused")
+BuildResult.__doc__ = """written: images in the records; skipped: [(path, reason)]; converted: {kind: count};
+labels: {class name: id}; shards_reused: complete shards found from an earlier run."""
+
+
+# ---------------------------------------------------------------------------------------------- listing
+
+def _is_image(name):
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _images_in(folder):
+    return sorted(n for n in os.listdir(folder) if _is_image(n) and os.path.isfile(os.path.join(folder, n)))
+
+
+def list_class_folders(src):
+    """[Entry] of SRC/<class>/<image>, sorted by class then file name."""
+    classes = sorted(n for n in os.listdir(src) if not n.startswith(".") and os.path.isdir(os.path.join(src, n)))
+    entries = []
+    for synset in classes:
+        folder = os.path.join(src, synset)
+        entries.extend(Entry(os.path.join(folder, name), synset) for name in _images_in(folder))
+    return entries
+
+
+def read_label_lines(labels_file):
+    """Non-empty stripped lines of a labels file."""
+    try:
+        with open(labels_file) as f:
+            return [line.strip() for line in f if line.strip()]
+    except OSError as err:
+        raise DataError("cannot read labels file %s: %s; pass --labels_file with one class per line "
+                        "(sorted file-name order) or filename,label CSV lines" % (labels_file, err.strerror))
+
+
+def list_flat_with_labels(src, labels_file):
+    """[Entry] of a flat folder labelled by `labels_file` (one class per line, or filename,label CSV)."""
+    lines = read_label_lines(labels_file)
+    if not lines:
+        raise DataError("labels file %s is empty; it needs one class per image" % labels_file)
+    if "," in lines[0]:
+        rows = list(csv.reader(lines))
+        if [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
+            rows = rows[1:]
+        entries = []
+        for number, row in enumerate(rows, 1):
+            if len(row) < 2 or not row[0].strip() or not row[1].strip():
+                raise DataError("labels file %s row %d is %r; expected 'filename,label'" % (labels_file, number, row))
+            path = os.path.join(src, row[0].strip())
+            if not os.path.isfile(path):
+                raise DataError("labels file %s lists %s, which is not in %s; fix the file name or remove the row"
+                                % (labels_file, row[0].strip(), src))
+            entries.append(Entry(path, row[1].strip()))
+        return entries
+    names = _images_in(src)
+    if len(names) != len(lines):
+        raise DataError("labels file %s has %d lines but %s holds %d images; it needs exactly one class per "
+                        "image, in sorted file-name order (or use filename,label CSV lines)"
+                        % (labels_file, len(lines), src, len(names)))
+    return [Entry(os.path.join(src, name), synset) for name, synset in zip(names, lines)]
+
+
+def list_images(src, split, labels_file=None):
+    """[Entry] of the images to convert, from the layout of SRC (see the module doc)."""
+    src = os.path.expanduser(src)
+    if not os.path.isdir(src):
+        raise DataError("source folder %s does not exist (or is not a directory); pass the image folder, "
+                        "e.g. ~/imagenet/train with one sub-folder per class" % src)
+    if labels_file:
+        entries = list_flat_with_labels(src, labels_file)
+    else:
+        entries = list_class_folders(src)
+        if not entries:
+            flat = _images_in(src)
+            if flat:
+                raise DataError("%s holds %d images but no class sub-folders; use SRC/<class>/<image>, or for a "
+                                "flat folder pass --labels_file (one class per line in sorted file-name order, "
+                                "or filename,label CSV)" % (src, len(flat)))
+    if not entries:
+        raise DataError("no images (%s) found in %s; expected SRC/<class>/<image> for --split %s"
+                        % ("/".join(IMAGE_EXTENSIONS), src, split))
+    return entries
+
+
+def read_synset_names(path):
+    """{synset: human-readable name} from 'n01440764<TAB>tench, Tinca tinca' lines (ImageNet's
+    imagenet_metadata.txt); a space also separates."""
+    names = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    parts = line.split("\t", 1) if "\t" in line else line.split(None, 1)
+                    names[parts[0]] = parts[1].strip() if len(parts) > 1 else parts[0]
+    except OSError as err:
+        raise DataError("cannot read synset names file %s: %s; pass --synset_names with "
+                        "'synset<TAB>name' lines" % (path, err.strerror))
+    return names
+
+
+def assign_labels(out, synsets):
+    """{class name: id 1..N}: from OUT/labels.txt when an earlier build wrote it, else sorted names."""
+    existing = tfrecord.read_labels_file(out)
+    if existing:
+        ids = {name: key for key, name in existing.items()}
+        missing = sorted(set(synsets) - set(ids))
+        if missing:
+            raise DataError("classes %s are not in %s, written by an earlier build (%d classes); build every "
+                            "split of one dataset with the same classes, or use a new OUT directory"
+                            % (", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+                               os.path.join(out, tfrecord.LABELS_FILENAME), len(ids)))
+        return ids
+    return {name: index + 1 for index, name in enumerate(sorted(set(synsets)))}
+
+
+def plan_shards(entries, num_shards, seed):
+    """Entries shuffled with `seed` and cut into `num_shards` contiguous near-equal lists."""
+    entries = list(entries)
+    random.Random(seed).shuffle(entries)
+    n = len(entries)
+    return [entries[i * n // num_shards:(i + 1) * n // num_shards] for i in range(num_shards)]
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+class ImageChecker(object):
+    """Decodes every image with TensorFlow; re-encodes what is not an RGB JPEG."""
+
+    def __init__(self, threads=None):
+        import tensorflow as tf
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            self._data = tf.compat.v1.placeholder(tf.string, [])
+            is_jpeg = tf.image.is_jpeg(self._data)
+            components = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(self._data)[2],
+                                 lambda: tf.constant(0, tf.int32))
+            decoded = tf.io.decode_image(self._data, channels=3, expand_animations=False)
+            self._check = [is_jpeg, components, tf.shape(decoded)]
+            self._encode = tf.image.encode_jpeg(decoded, format="rgb", quality=JPEG_QUALITY)
+        config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+        if threads:
+            config.intra_op_parallelism_threads = threads
+            config.inter_op_parallelism_threads = threads
+        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+        self._errors = tf.errors.OpError
+
+    @staticmethod
+    def _kind(data, is_jpeg, components):
+        if is_jpeg:
+            return {1: "grayscale", 3: None, 4: "cmyk"}.get(int(components), "jpeg-%d-channels" % components)
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            return "png"
+        if data[:4] == b"GIF8":
+            return "gif"
+        if data[:2] == b"BM":
+            return "bmp"
+        return "other"
+
+    def check(self, data):
+        """-> (rgb jpeg bytes, height, width, conversion kind or None); raises ValueError when undecodable."""
+        if not data:
+            raise ValueError("empty file")
+        try:
+            is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
+            kind = self._kind(data, is_jpeg, components)
+            if kind is not None:
+                data = self._session.run(self._encode, {self._data: data})
+        except self._errors as err:
+            raise ValueError(err.message.split("\n")[0])
+        if shape[0] < 1 or shape[1] < 1:
+            raise ValueError("image has no pixels (%dx%d)" % (shape[1], shape[0]))
+        return data, int(shape[0]), int(shape[1]), kind
+
+    def close(self):
+        self._session.close()
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def _state_dir(out, split):
+    return os.path.join(out, ".build-%s" % split)
+
+
+def _stats_path(out, split, index):
+    return os.path.join(_state_dir(out, split), "%05d.json" % index)
+
+
+def _write_json(path, obj):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def write_shard(checker, out, split, index, num_shards, entries, labels, texts, report):
+    """Writes one complete shard (temp name, then atomic rename); returns its stats dict."""
+    import tensorflow as tf
+    name = tfrecord.shard_name(split, index, num_shards)
+    final = os.path.join(out, name)
+    tmp = os.path.join(out, ".%s.tmp-%d" % (name, os.getpid()))
+    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}}
+    pending = 0
+    last = time.time()
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for entry in entries:
+            try:
+                with open(entry.path, "rb") as f:
+                    data = f.read()
+                encoded, height, width, kind = checker.check(data)
+            except (OSError, ValueError) as err:
+                stats["skipped"].append([entry.path, str(err)])
+            else:
+                if kind:
+                    stats["converted"][kind] = stats["converted"].get(kind, 0) + 1
+                example = tfrecord.make_example(
+                    encoded, labels[entry.synset], height, width, filename=os.path.basename(entry.path),
+                    synset=entry.synset, text=texts.get(entry.synset, entry.synset))
+                writer.write(example.SerializeToString())
+                stats["written"] += 1
+            pending += 1
+            if time.time() - last > 0.5:
+                report(("progress", pending))
+                pending, last = 0, time.time()
+    report(("progress", pending))
+    _write_json(_stats_path(out, split, index), stats)
+    os.replace(tmp, final)
+    return stats
+
+
+def _worker(jobs, out, split, num_shards, labels, texts, threads, report):
+    checker = ImageChecker(threads)
+    try:
+        for index, entries in jobs:
+            stats = write_shard(checker, out, split, index, num_shards, entries, labels, texts, report)
+            report(("shard", index, stats))
+    finally:
+        checker.close()
+
+
+def _worker_process(jobs, out, split, num_shards, labels, texts, queue):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        entries = [(index, [Entry(*e) for e in shard]) for index, shard in jobs]
+        _worker(entries, out, split, num_shards, labels, texts, 1, queue.put)
+        queue.put(("done",))
+    except BaseException:
+        queue.put(("error", traceback.format_exc()))
+
+
+class Progress(object):
+    """One line: images done / total, images/sec, ETA, shards."""
+
+    def __init__(self, split, total_images, total_shards, stream=None, interval=None):
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
+        self.split, self.total, self.total_shards = split, total_images, total_shards
+        self.done = self.shards = 0
+        self.start = self.last = time.time()
+
+    def update(self, images=0, shards=0, force=False):
+        self.done += images
+        self.shards += shards
+        now = time.time()
+        if force or now - self.last >= self.interval:
+            self.last = now
+            self.show(final=force)
+
+    def show(self, final=False):
+        elapsed = max(time.time() - self.start, 1e-6)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"
+        line = "%s: %d/%d images (%.1f%%)  %.1f images/sec  ETA %s  shards %d/%d" % (
+            self.split, self.done, self.total, 100.0 * self.done / max(self.total, 1), rate, eta,
+            self.shards, self.total_shards)
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _manifest(src, split, num_shards, seed, plan, labels):
+    digest = hashlib.sha1()
+    for shard in plan:
+        for entry in shard:
+            digest.update(("%s\t%s\n" % (os.path.relpath(entry.path, src), entry.synset)).encode("utf-8"))
+        digest.update(b"|")
+    return {"src": os.path.abspath(src), "split": split, "num_shards": num_shards, "seed": seed,
+            "num_images": sum(len(s) for s in plan), "labels": labels, "files_digest": digest.hexdigest()}
+
+
+def _check_previous(out, split, num_shards, manifest):
+    """Indices of complete shards from an earlier identical build; DataError if OUT holds another build."""
+    import glob
+    existing = sorted(glob.glob(os.path.join(out, tfrecord.split_pattern(split))))
+    expected = {os.path.join(out, tfrecord.shard_name(split, i, num_shards)): i for i in range(num_shards)}
+    foreign = [p for p in existing if p not in expected]
+    manifest_path = os.path.join(_state_dir(out, split), "manifest.json")
+    previous = None
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            previous = json.load(f)
+    if foreign or (existing and previous != manifest):
+        raise DataError("%s already holds %s shards from a different build (%s); delete them (and %s) or "
+                        "choose another OUT directory" % (
+                            out, split, os.path.basename((foreign or existing)[0]),
+                            _state_dir(out, split)))
+    return sorted(i for p, i in expected.items() if p in existing and os.path.isfile(_stats_path(out, split, i)))
+
+
+def build(src, out, split, num_shards=None, labels_file=None, synset_names=None, workers=1, seed=0,
+          stream=None):
+    """Converts the image folder SRC into TF-slim TFRecords OUT/<split>-NNNNN-of-MMMMM.
+
+    Returns a BuildResult; writes OUT/labels.txt and OUT/<split>-build-report.txt; prints progress
+    and a summary to `stream` (stdout).
+    """
+    stream = stream or sys.stdout
+    if split not in tfrecord.SPLITS:
+        raise DataError("unknown split %r; use --split train or --split validation" % split)
+    entries = list_images(src, split, labels_file)
+    texts = read_synset_names(synset_names) if synset_names else {}
+    requested = num_shards or DEFAULT_SHARDS[split]
+    if requested < 1:
+        raise DataError("--shards must be >= 1, got %d" % requested)
+    num_shards = min(requested, len(entries))
+    if num_shards < requested:
+        stream.write("%s: %d images, so %d shards instead of %d\n" % (split, len(entries), num_shards, requested))
+    if workers < 1:
+        raise DataError("--workers must be >= 1, got %d" % workers)
+
+    os.makedirs(out, exist_ok=True)
+    labels = assign_labels(out, [e.synset for e in entries])
+    plan = plan_shards(entries, num_shards, seed)
+    manifest = _manifest(src, split, num_shards, seed, plan, labels)
+    done = _check_previous(out, split, num_shards, manifest)
+    os.makedirs(_state_dir(out, split), exist_ok=True)
+    _write_json(os.path.join(_state_dir(out, split), "manifest.json"), manifest)
+    if not tfrecord.read_labels_file(out):
+        tfrecord.write_labels_file(out, {v: k for k, v in labels.items()})
+    for name in os.listdir(out):                               # leftovers of a killed run
+        if name.startswith(".%s-" % split) and ".tmp-" in name:
+            os.remove(os.path.join(out, name))
+
+    todo = [(i, plan[i]) for i in range(num_shards) if i not in set(done)]
+    total = sum(len(s) for _, s in todo)
+    if done:
+        stream.write("%s: %d of %d shards already complete (earlier run), converting the other %d\n"
+                     % (split, len(done), num_shards, len(todo)))
+    progress = Progress(split, total, len(todo), stream)
+    workers = max(1, min(workers, len(todo)))
+    if todo:
+        if workers == 1:
+            def report(msg):
+                if msg[0] == "progress":
+                    progress.update(images=msg[1])
+                elif msg[0] == "shard":
+                    progress.update(shards=1)
+            _worker(todo, out, split, num_shards, labels, texts, None, report)
+        else:
+            _run_processes(todo, out, split, num_shards, labels, texts, workers, progress)
+        progress.update(force=True)
+
+    return _finish(out, split, num_shards, labels, len(done), stream)
+
+
+def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress):
+    import queue as queue_module
+    ctx = multiprocessing.get_context("spawn")                 # TensorFlow is not fork-safe
+    results = ctx.Queue()
+    procs = []
+    for w in range(workers):
+        jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
+        p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results),
+                        daemon=True)
+        p.start()
+        procs.append(p)
+    running = len(procs)
+    try:
+        while running:
+            try:
+                msg = results.get(timeout=1.0)
+            except queue_module.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise DataError("a builder worker died without finishing (out of memory?); re-run the "
+                                    "same command to resume from the complete shards")
+                progress.update()
+                continue
+            if msg[0] == "progress":
+                progress.update(images=msg[1])
+            elif msg[0] == "shard":
+                progress.update(shards=1)
+            elif msg[0] == "done":
+                running -= 1
+            elif msg[0] == "error":
+                raise RuntimeError("builder worker failed:\n%s" % msg[1])
+    finally:
+        for p in procs:
+            if p.is_alive() and running:
+                p.terminate()
+            p.join()
+
+
+def _finish(out, split, num_shards, labels, reused, stream):
+    written, skipped, converted = 0, [], collections.Counter()
+    for index in range(num_shards):
+        with open(_stats_path(out, split, index)) as f:
+            stats = json.load(f)
+        written += stats["written"]
+        skipped.extend(tuple(s) for s in stats["skipped"])
+        converted.update(stats["converted"])
+    report_path = os.path.join(out, "%s-build-report.txt" % split)
+    lines = ["split: %s" % split, "shards: %d" % num_shards, "images written: %d" % written,
+             "classes: %d (ids 1..%d in %s)" % (len(labels), len(labels), tfrecord.LABELS_FILENAME),
+             "re-encoded as RGB JPEG: %s" % (", ".join("%s %d" % kv for kv in sorted(converted.items())) or "none"),
+             "skipped (undecodable): %d" % len(skipped)]
+    lines += ["  %s: %s" % s for s in sorted(skipped)]
+    with open(report_path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(report_path + ".tmp", report_path)
+    stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d; skipped %d undecodable%s\n" % (
+        split, written, num_shards, out, sum(converted.values()), len(skipped),
+        " (listed in %s)" % report_path if skipped else ""))
+    for path, reason in sorted(skipped)[:20]:
+        stream.write("  skipped %s: %s\n" % (path, reason))
+    if len(skipped) > 20:
+        stream.write("  ... %d more in %s\n" % (len(skipped) - 20, report_path))
+    stream.flush()
+    return BuildResult(out, split, num_shards, written, sorted(skipped), dict(converted), labels,
+                       report_path, reused)

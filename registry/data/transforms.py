@@ -1,0 +1,162 @@
+"""Generic image ops for classifier input pipelines (TF 1.15 graph mode).
+
+Images are decoded as 3-channel uint8; resizes use TF2 semantics (bilinear, half-pixel
+centres, no antialiasing) and return float32 in the 0..255 scale; `normalize` maps them to
+(x / 255 - mean) / std.
+
+Randomness: each random op takes `seed=None` (stateful TF ops, fast, not reproducible under a
+parallel map) or `seed=` an int64 [2] tensor (stateless ops: the same seed gives the same crop
+and flip whatever thread runs it, which is what makes a seeded pipeline reproducible).
+"""
+import math
+
+import tensorflow as tf
+
+_resize_v2 = tf.compat.v2.image.resize
+
+
+def fold_seed(seed, salt):
+    """A different stateless seed derived from `seed` for another random op of the same element."""
+    if seed is None:
+        return None
+    seed = tf.cast(seed, tf.int64)
+    return tf.stack([seed[0] * 6364136223846793005 + salt * 1442695040888963407 + 1, seed[1]])
+
+
+def image_shape(image_buffer):
+    """[height, width, channels] int32 of an encoded image, reading only the header for JPEG."""
+    return tf.cond(tf.image.is_jpeg(image_buffer),
+                   lambda: tf.image.extract_jpeg_shape(image_buffer),
+                   lambda: tf.shape(decode_image(image_buffer, use_jpeg_decoder=False)))
+
+
+def decode_image(image_buffer, use_jpeg_decoder=True):
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [height, width, 3] (grayscale is expanded to RGB)."""
+    def generic():
+        return tf.io.decode_image(image_buffer, channels=3, expand_animations=False)
+
+    if not use_jpeg_decoder:
+        image = generic()
+    else:
+        image = tf.cond(tf.image.is_jpeg(image_buffer),
+                        lambda: tf.image.decode_jpeg(image_buffer, channels=3), generic)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _stateless_crop_window(shape, area_range, aspect_ratio_range, max_attempts, seed):
+    """The Inception crop distribution drawn with stateless ops: area fraction uniform in
+    `area_range`, aspect ratio (w/h) log-uniform in `aspect_ratio_range`, first of `max_attempts`
+    draws that fits; the whole image when none fits (as sample_distorted_bounding_box does)."""
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    u = tf.random.stateless_uniform([max_attempts, 4], seed=seed)
+    area = (area_range[0] + (area_range[1] - area_range[0]) * u[:, 0]) * height * width
+    log_lo, log_hi = math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])
+    ratio = tf.exp(log_lo + (log_hi - log_lo) * u[:, 1])
+    crop_w = tf.round(tf.sqrt(area * ratio))
+    crop_h = tf.round(tf.sqrt(area / ratio))
+    fits = (crop_w >= 1) & (crop_h >= 1) & (crop_w <= width) & (crop_h <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32))             # 0 when nothing fits, then guarded below
+    any_fit = tf.reduce_any(fits)
+    crop_h = tf.compat.v2.where(any_fit, crop_h[first], height)
+    crop_w = tf.compat.v2.where(any_fit, crop_w[first], width)
+    offset_y = tf.floor(u[first, 2] * (height - crop_h + 1))
+    offset_x = tf.floor(u[first, 3] * (width - crop_w + 1))
+    offset_y = tf.minimum(offset_y, height - crop_h)
+    offset_x = tf.minimum(offset_x, width - crop_w)
+    return tf.cast(tf.stack([offset_y, offset_x, crop_h, crop_w]), tf.int32)
+
+
+def distorted_crop_window(shape, bbox=None, area_range=(0.08, 1.0), aspect_ratio_range=(3. / 4, 4. / 3),
+                          max_attempts=10, min_object_covered=0.1, seed=None):
+    """Inception-style random crop: int32 [offset_y, offset_x, height, width] inside `shape`.
+
+    Unseeded: `tf.image.sample_distorted_bounding_box`, honouring the record's boxes `bbox`
+    ([1, N, 4], N may be 0: the whole image is then the box). Seeded (an int64 [2] tensor): the
+    same area / aspect distribution from stateless ops over the whole image (boxes are ignored).
+    """
+    if seed is not None:
+        return _stateless_crop_window(shape, area_range, aspect_ratio_range, max_attempts, seed)
+    if bbox is None:
+        bbox = tf.constant([0.0, 0.0, 1.0, 1.0], dtype=tf.float32, shape=[1, 1, 4])
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        shape, bounding_boxes=bbox, min_object_covered=min_object_covered,
+        aspect_ratio_range=aspect_ratio_range, area_range=area_range,
+        max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
+    offset_y, offset_x, _ = tf.unstack(begin)
+    target_h, target_w, _ = tf.unstack(size)
+    return tf.stack([offset_y, offset_x, target_h, target_w])
+
+
+def decode_and_crop(image_buffer, window):
+    """Decodes only the crop `window` ([y, x, h, w]) of a JPEG (fused op); other formats are
+    decoded whole then cropped. -> uint8 [h, w, 3]."""
+    def generic():
+        image = decode_image(image_buffer, use_jpeg_decoder=False)
+        return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
+
+    image = tf.cond(tf.image.is_jpeg(image_buffer),
+                    lambda: tf.image.decode_and_crop_jpeg(image_buffer, window, channels=3), generic)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_and_random_crop(image_buffer, bbox=None, area_range=(0.08, 1.0),
+                           aspect_ratio_range=(3. / 4, 4. / 3), max_attempts=10, seed=None):
+    """Random Inception crop decoded with the fused decode-and-crop op; uint8 [h, w, 3]."""
+    window = distorted_crop_window(image_shape(image_buffer), bbox, area_range, aspect_ratio_range,
+                                   max_attempts, seed=seed)
+    return decode_and_crop(image_buffer, window)
+
+
+def random_flip_left_right(image, seed=None):
+    """Mirrors `image` ([h, w, c]) with probability 1/2."""
+    if seed is None:
+        return tf.image.random_flip_left_right(image)
+    flip = tf.random.stateless_uniform([], seed=seed) < 0.5
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
+def resize(image, height, width):
+    """Bilinear resize (TF2 semantics: half-pixel centres, no antialias) -> float32."""
+    image = _resize_v2(image, [height, width], method="bilinear", antialias=False)
+    return tf.cast(image, tf.float32)
+
+
+def resize_short_side(image, size):
+    """Aspect-preserving resize: the shorter side becomes `size` (the longer side is rounded)."""
+    shape = tf.shape(image)
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
+    new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), size)
+    new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), size)
+    return resize(image, new_h, new_w)
+
+
+def central_crop(image, height, width):
+    """The centred [height, width] window of `image` (offsets rounded down)."""
+    shape = tf.shape(image)
+    offset_y = (shape[0] - height) // 2
+    offset_x = (shape[1] - width) // 2
+    image = tf.slice(image, tf.stack([offset_y, offset_x, 0]), tf.stack([height, width, -1]))
+    image.set_shape([height, width, None])
+    return image
+
+
+def normalize(image, mean, std, max_value=255.0):
+    """(image / max_value - mean) / std per channel, float32."""
+    image = tf.cast(image, tf.float32)
+    scale = tf.constant([1.0 / (max_value * s) for s in std], dtype=tf.float32)
+    offset = tf.constant([m / s for m, s in zip(mean, std)], dtype=tf.float32)
+    return image * scale - offset
+
+
+def eval_resize_size(image_size, crop_fraction):
+    """The resize target before the centre crop: 224 / 0.875 -> 256."""
+    if not 0.0 < crop_fraction <= 1.0:
+        from registry.errors import DataError
+        raise DataError("eval_crop_fraction must be in (0, 1], got %r; use e.g. 0.875 (224 of 256)"
+                        % (crop_fraction,))
+    return int(round(image_size / crop_fraction))
