@@ -254,7 +254,7 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
                 example = tfrecord.make_example(
                     encoded, labels[entry.synset], height, width, filename=os.path.basename(entry.path),
                     synset=entry.synset, text=texts.get(entry.synset, entry.synset))
-                writer.write(example.SerializeToString())
+                writer.write(example.SerializeToString(deterministic=True))
                 stats["written"] += 1
             pending += 1
             if time.time() - last > 0.5:

@@ -202,12 +202,11 @@ def make_example(encoded, label, height, width, channels=3, colorspace="RGB", im
         "image/class/label": _ints([label]),
         "image/class/synset": _bytes([synset]),
         "image/class/text": _bytes([text]),
-        "image/object/bbox/ymin": _floats(b[0] for b in bboxes),
-        "image/object/bbox/xmin": _floats(b[1] for b in bboxes),
-        "image/object/bbox/ymax": _floats(b[2] for b in bboxes),
-        "image/object/bbox/xmax": _floats(b[3] for b in bboxes),
-        "image/object/bbox/label": _ints([label] * len(bboxes)),
     }
+    if bboxes:                                   # absent boxes parse as empty lists
+        for i, key in enumerate(("ymin", "xmin", "ymax", "xmax")):
+            feature["image/object/bbox/" + key] = _floats(b[i] for b in bboxes)
+        feature["image/object/bbox/label"] = _ints([label] * len(bboxes))
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
