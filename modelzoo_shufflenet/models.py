@@ -6,6 +6,7 @@ descriptions and level statuses; TensorFlow is imported when a graph is built.
 import copy
 import os
 
+from registry.data.demo import DEMO_HPARAMS
 from registry.spec import parse_level_file
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,7 +38,8 @@ _DEFAULT_HPARAMS = {
     "eval_crop_fraction": 0.875,      # 224 / 256
     "shuffle_buffer": 10000,
     "seed": -1,                       # -1: unseeded
-    # checkpoints
+    # checkpoints and evaluation
+    "eval_every_epochs": 5.0,
     "save_checkpoints_steps": 5000,
     "keep_checkpoint_max": 5,
     # network implementation
@@ -48,6 +50,10 @@ _PRESETS = {
     # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs.
     "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
                "weight_decay": 4e-5, "label_smoothing": 0.1, "epochs": 240.0},
+    # The bundled digits (registry.data.demo): a few minutes on 2 CPU cores.
+    "demo": dict(DEMO_HPARAMS, batch_size=64, base_batch_size=64, learning_rate=0.1, lr_schedule="cosine",
+                 warmup_epochs=1.0, epochs=30.0, weight_decay=5e-5, eval_every_epochs=10.0,
+                 save_checkpoints_steps=200, seed=0),
 }
 
 # name suffix -> (groups, width, params with 1000 classes, multiply-adds at 224, reference top-1/top-5)

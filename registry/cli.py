@@ -9,6 +9,9 @@ from registry.errors import ZooError
 EPILOG = """examples:
   zoo-run list
   zoo-run describe shufflenetv1_g3
+  zoo-run train shufflenetv1_g3                      # bundled demo data, demo preset
+  zoo-run train shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
+  zoo-run eval  shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
   zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train
 
 Networks are plugins: any installed distribution that publishes an object in the
@@ -80,6 +83,51 @@ def cmd_describe(args):
     return 0
 
 
+def _resolve_run(args, saved=None):
+    """(model, hparams, data_path) of a train/eval command; no --data_path means the bundled demo data."""
+    model = discovery.get_model(args.name)
+    data_path, preset = args.data_path, args.preset
+    if saved is not None:  # eval: the model dir's effective hparams are the base
+        params = hp.apply_overrides(model.default_hparams(), saved, "the model dir's hparams.json")
+        params = hp.apply_overrides(params, hp.load_yaml(args.config) if args.config else {}, args.config)
+        params = hp.apply_overrides(params, hp.parse_set_args(args.set), "--set")
+    else:
+        if data_path is None and not getattr(args, "synthetic", False) and preset is None:
+            preset = "demo" if "demo" in getattr(model, "presets", {}) else None
+        params = hp.resolve(model, preset, args.config, args.set)
+    if data_path is None and not getattr(args, "synthetic", False):
+        from registry.data.demo import demo_data_path
+        data_path = demo_data_path()
+        print("No --data_path: using the bundled demo data (%s)%s." % (
+            data_path, " with the '%s' preset" % preset if preset else ""))
+    return model, params, data_path
+
+
+def cmd_train(args):
+    model, params, data_path = _resolve_run(args)
+    _quiet_tensorflow()
+    from registry.engine import runner
+    model_dir = args.model_dir or os.path.join("runs", args.name)
+    runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
+                 synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs)
+    return 0
+
+
+def cmd_eval(args):
+    from registry.engine import results
+    if not os.path.isdir(args.model_dir):
+        raise ZooError("model dir %s does not exist" % args.model_dir)
+    saved = results.read_json(args.model_dir, results.HPARAMS_FILE) or {}
+    model, params, data_path = _resolve_run(args, saved=saved)
+    _quiet_tensorflow()
+    from registry.engine import runner
+    from registry.engine.warm_start import resolve_checkpoint
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False)
+    print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
+    return 0 if record else 1
+
+
 def add_hparam_arguments(parser):
     parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
@@ -106,6 +154,35 @@ def build_parser():
     p.add_argument("--image_size", type=int, help="input size to measure at (default: the hparam)")
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("train", help="train a network (resumes from the model dir's last checkpoint)",
+                       description="Trains NAME with its default recipe (or --preset/--config/--set), "
+                                   "evaluating every --eval_every_epochs and at the end. Rerunning the same "
+                                   "command resumes from the model dir's latest checkpoint.",
+                       epilog="Without --data_path it trains on the bundled demo data with the model's "
+                              "'demo' preset.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
+    p.add_argument("--data_path", help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
+    p.add_argument("--model_dir", help="checkpoints, hparams.json, eval results (default: runs/NAME)")
+    p.add_argument("--warm_start_from", metavar="CKPT",
+                   help="initialise from a checkpoint (prefix or model dir); variables whose shape "
+                        "differs, e.g. the classifier for another num_classes, are skipped")
+    p.add_argument("--eval_every_epochs", type=float, default=None,
+                   help="evaluate every N epochs (default: the hparam eval_every_epochs, else only at the end)")
+    p.add_argument("--synthetic", action="store_true", help="train on in-memory random data (no evaluation)")
+    add_hparam_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5/loss of a trained model over the whole eval split",
+                       description="Evaluates the model dir's latest checkpoint (or --checkpoint) with the "
+                                   "hparams saved there, over every image of the validation split, and "
+                                   "writes eval_results.json in the model dir.")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--model_dir", required=True, help="the training run's directory")
+    p.add_argument("--data_path", help="directory of TF-slim TFRecords (default: the bundled demo data)")
+    p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
+    add_hparam_arguments(p)
+    p.set_defaults(func=cmd_eval)
 
     from registry.data import cli as data_cli
     data_cli.register(sub)

@@ -1,0 +1,1 @@
+"""Training machinery shared by every registered network: model_fn, schedule, hooks, runs."""

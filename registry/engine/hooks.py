@@ -1,0 +1,90 @@
+"""Training progress: a readable line every few seconds, a JSON record per report, TensorBoard images/sec."""
+import json
+import os
+import sys
+import time
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+NAN_LOSS_MESSAGE = "NaN or Inf loss"
+TRAIN_LOG = "train_log.jsonl"
+
+
+def format_duration(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return "%dh%02dm" % (hours, minutes)
+    return "%dm%02ds" % (minutes, seconds) if minutes else "%ds" % seconds
+
+
+class ProgressHook(tf1.train.SessionRunHook):
+    """Reports step/total, epoch, loss, lr, images/sec and ETA every `every_secs` seconds.
+
+    Each report is also appended to `<model_dir>/train_log.jsonl`, the runner's structured
+    record of training (read by the ModelZoo scripts and tests, never parsed from log text).
+    """
+
+    def __init__(self, plan, step_tensor, tensors, model_dir=None, every_secs=10.0, stream=None):
+        """`step_tensor` reads the global step before the train op updates it."""
+        self._plan = plan
+        self._step_tensor = step_tensor
+        self._tensors = tensors
+        self._model_dir = model_dir
+        self._every_secs = every_secs
+        self._stream = stream or sys.stdout
+
+    def begin(self):
+        self._writer = tf1.summary.FileWriterCache.get(self._model_dir) if self._model_dir else None
+
+    def after_create_session(self, session, coord):
+        self._last_time = None  # the first step includes graph warm-up: measure from its end
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(dict(self._tensors, step=self._step_tensor))
+
+    def after_run(self, run_context, run_values):
+        results = run_values.results
+        step = int(results["step"]) + 1
+        now = time.time()
+        if self._last_time is None:
+            self._last_time, self._last_step = now, step
+            self._report(results, step, None)
+            return
+        if now - self._last_time >= self._every_secs or step >= self._plan.total_steps:
+            steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
+            self._last_time, self._last_step = now, step
+            self._report(results, step, steps_per_sec)
+
+    def _report(self, results, step, steps_per_sec):
+        plan = self._plan
+        record = {"step": step, "epoch": round(plan.epoch(step), 4), "loss": float(results["loss"]),
+                  "lr": float(results["lr"]), "train_accuracy": float(results["train_accuracy"]),
+                  "time": time.time()}
+        line = "step %d/%d  epoch %.2f/%.4g  loss %.4f  lr %.5g" % (
+            step, plan.total_steps, plan.epoch(step), plan.total_steps / float(plan.steps_per_epoch),
+            record["loss"], record["lr"])
+        if steps_per_sec:
+            record["images_per_sec"] = steps_per_sec * plan.global_batch
+            eta = (plan.total_steps - step) / steps_per_sec
+            line += "  %.1f img/s  ETA %s" % (record["images_per_sec"], format_duration(eta))
+            if self._writer:
+                summary = tf1.Summary(value=[tf1.Summary.Value(tag="images_per_sec",
+                                                               simple_value=record["images_per_sec"])])
+                self._writer.add_summary(summary, step)
+        print(line, file=self._stream)
+        self._stream.flush()
+        if self._model_dir:
+            with open(os.path.join(self._model_dir, TRAIN_LOG), "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def read_train_log(model_dir):
+    path = os.path.join(model_dir, TRAIN_LOG)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

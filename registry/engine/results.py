@@ -1,0 +1,38 @@
+"""Evaluation records in the model dir: every result in `eval_history.jsonl`, the latest in
+`eval_results.json` (keys top1, top5, loss, num_images, global_step; fractions, not percents)."""
+import json
+import os
+
+EVAL_RESULTS = "eval_results.json"
+EVAL_HISTORY = "eval_history.jsonl"
+HPARAMS_FILE = "hparams.json"
+
+
+def write_eval_result(model_dir, record, history=True):
+    with open(os.path.join(model_dir, EVAL_RESULTS + ".tmp"), "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(os.path.join(model_dir, EVAL_RESULTS + ".tmp"), os.path.join(model_dir, EVAL_RESULTS))
+    if history:
+        with open(os.path.join(model_dir, EVAL_HISTORY), "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_json(model_dir, name):
+    path = os.path.join(model_dir, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_eval_history(model_dir):
+    path = os.path.join(model_dir, EVAL_HISTORY)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_hparams(model_dir, hparams):
+    with open(os.path.join(model_dir, HPARAMS_FILE), "w") as f:
+        json.dump(hparams, f, indent=2, sort_keys=True)

@@ -1,0 +1,144 @@
+"""Train and evaluate any registered network with tf.estimator.
+
+Resume is automatic (the model dir's latest checkpoint wins, and the run says so); the
+learning rate is a function of the global step, so a resumed run continues the same curve.
+"""
+import os
+import time
+
+import tensorflow as tf
+
+from registry.engine import hooks, results, schedule, warm_start as ws
+from registry.engine.model_fn import build_model_fn
+from registry.errors import ZooError
+
+tf1 = tf.compat.v1
+ModeKeys = tf.estimator.ModeKeys
+
+
+class TrainingDivergedError(ZooError):
+    pass
+
+
+def checkpoint_step(checkpoint):
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+
+
+def _input_fn(model, mode, hparams, data_path, synthetic):
+    if synthetic:
+        from registry.data.synthetic import synthetic_dataset
+        return lambda input_context=None: synthetic_dataset(mode, hparams)
+    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context)
+
+
+def make_estimator(model, hparams, model_dir, plan=None, warm_start=None):
+    plan = plan or schedule.Plan(hparams)
+    seed = hparams.get("seed", -1)
+    config = tf.estimator.RunConfig(
+        model_dir=model_dir,
+        tf_random_seed=seed if seed is not None and seed >= 0 else None,
+        save_checkpoints_steps=hparams.get("save_checkpoints_steps", 5000),
+        save_checkpoints_secs=None,
+        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5),
+        save_summary_steps=100,
+        log_step_count_steps=100)
+    return tf.estimator.Estimator(build_model_fn(model, hparams, plan, warm_start), config=config)
+
+
+def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=None, log=print, history=True):
+    """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records."""
+    estimator = estimator or make_estimator(model, hparams, model_dir)
+    checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
+    if not checkpoint:
+        raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
+    start = time.time()
+    metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
+                                 checkpoint_path=checkpoint)
+    seconds = time.time() - start
+    plan = schedule.Plan(hparams)
+    step = int(metrics["global_step"])
+    record = {"global_step": step, "epoch": round(plan.epoch(step), 4), "top1": float(metrics["top1"]),
+              "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
+              "num_images": int(round(metrics["num_images"])), "checkpoint": checkpoint,
+              "eval_images_per_sec": metrics["num_images"] / seconds, "time": time.time()}
+    train_log = hooks.read_train_log(model_dir)
+    if train_log and "images_per_sec" in train_log[-1]:
+        record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
+    results.write_eval_result(model_dir, record, history=history)
+    log("eval  step %d (epoch %.2f): top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
+        % (step, record["epoch"], record["top1"], record["top5"], record["loss"], record["num_images"],
+           record["eval_images_per_sec"]))
+    return record
+
+
+def _check_hparams_change(model_dir, hparams, log):
+    saved = results.read_json(model_dir, results.HPARAMS_FILE)
+    if saved and saved != hparams:
+        changed = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
+        log("note: hparams differ from this model dir's previous run: %s"
+            % ", ".join("%s %r -> %r" % (k, saved.get(k), hparams.get(k)) for k in changed))
+
+
+def _eval_steps(plan, start_step, eval_every_epochs):
+    every = max(1, int(round(eval_every_epochs * plan.steps_per_epoch))) if eval_every_epochs else plan.total_steps
+    targets = list(range(every, plan.total_steps, every)) + [plan.total_steps]
+    return [t for t in targets if t > start_step]
+
+
+def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=False, eval_every_epochs=None,
+          log=print):
+    """Trains to `epochs`, evaluating every `eval_every_epochs` and at the end; returns the last eval record."""
+    plan = schedule.Plan(hparams)
+    eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
+    if not tf1.gfile.IsDirectory(model_dir):
+        tf1.gfile.MakeDirs(model_dir)
+    _check_hparams_change(model_dir, hparams, log)
+    results.write_hparams(model_dir, hparams)
+
+    latest = tf1.train.latest_checkpoint(model_dir)
+    start_step = checkpoint_step(latest)
+    warm = None
+    if latest:
+        log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
+                                                             plan.epoch(start_step)))
+        if warm_start_from:
+            log("note: --warm_start_from %s is ignored: the model dir already has a checkpoint and resume wins. "
+                "Use a new --model_dir to warm start." % warm_start_from)
+    else:
+        if warm_start_from:
+            warm = ws.plan_warm_start(model, hparams, warm_start_from)
+            log("Warm start from %s: loading %d variables, skipping %d%s" % (
+                warm.checkpoint, len(warm.assignment), len(warm.skipped),
+                "".join("\n  skipped %s: %s" % item for item in warm.skipped)))
+        log("Training from scratch: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
+            % (plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
+               plan.schedule))
+
+    estimator = make_estimator(model, hparams, model_dir, plan, (warm.checkpoint, warm.assignment) if warm else None)
+    train_input = _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic)
+    started, record = time.time(), None
+    for target in _eval_steps(plan, start_step, eval_every_epochs):
+        try:
+            estimator.train(train_input, max_steps=target)
+        except tf.errors.InvalidArgumentError as err:
+            if hooks.NAN_LOSS_MESSAGE not in str(err):
+                raise
+            last = tf1.train.latest_checkpoint(model_dir)
+            raise TrainingDivergedError(
+                "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
+                "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
+                % (last or "none (no checkpoint was written yet)"))
+        if not synthetic:
+            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log)
+    if record is None and not synthetic:  # already trained to the end: report the last result
+        record = results.read_json(model_dir, results.EVAL_RESULTS) or evaluate(
+            model, hparams, data_path, model_dir, estimator=estimator, log=log)
+    final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    elapsed = time.time() - started
+    summary = "Done: step %d/%d (epoch %.2f) in %s" % (final_step, plan.total_steps, plan.epoch(final_step),
+                                                       hooks.format_duration(elapsed))
+    if record:
+        summary += "; held-out top-1 %.4f, top-5 %.4f, loss %.4f over %d images" % (
+            record["top1"], record["top5"], record["loss"], record["num_images"])
+    log(summary + "; model dir %s" % model_dir)
+    return record

@@ -1,0 +1,51 @@
+"""Transfer learning: which checkpoint variables load into a model, and which must be skipped."""
+import collections
+import os
+
+import tensorflow as tf
+
+from registry.errors import ZooError
+
+tf1 = tf.compat.v1
+
+WarmStart = collections.namedtuple("WarmStart", "checkpoint assignment skipped")
+WarmStart.__doc__ = """`assignment` maps checkpoint names to model variable names (same name and shape);
+`skipped` lists (model variable, reason) for everything else, e.g. a classifier of another size."""
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a checkpoint prefix or a model dir; a clear error if there is none."""
+    if os.path.isdir(path):
+        latest = tf1.train.latest_checkpoint(path)
+        if not latest:
+            raise ZooError("no checkpoint in directory %s (expected a 'checkpoint' file and model.ckpt-* files)"
+                           % path)
+        return latest
+    if not tf1.train.checkpoint_exists(path):
+        raise ZooError("checkpoint %s not found: pass a model dir or a prefix such as model_dir/model.ckpt-1000"
+                       % path)
+    return path
+
+
+def model_variable_shapes(model, hparams):
+    """{variable name: shape} of the network's variables (model only: no optimizer slots, no step)."""
+    size = hparams["image_size"]
+    with tf.Graph().as_default():
+        model.build_model(tf1.placeholder(tf.float32, [1, size, size, 3]), True, hparams)
+        return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
+
+
+def plan_warm_start(model, hparams, checkpoint_path):
+    checkpoint = resolve_checkpoint(checkpoint_path)
+    saved = {name: list(shape) for name, shape in tf1.train.list_variables(checkpoint)}
+    assignment, skipped = {}, []
+    for name, shape in sorted(model_variable_shapes(model, hparams).items()):
+        if name not in saved:
+            skipped.append((name, "not in checkpoint"))
+        elif saved[name] != shape:
+            skipped.append((name, "shape %s in checkpoint, %s in model" % (saved[name], shape)))
+        else:
+            assignment[name] = name
+    if not assignment:
+        raise ZooError("checkpoint %s has none of this model's variables: is it another network?" % checkpoint)
+    return WarmStart(checkpoint, assignment, skipped)

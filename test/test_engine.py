@@ -1,0 +1,147 @@
+"""The training engine on the bundled real data: learning, resume after SIGKILL, warm start, records."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modelzoo_shufflenet import models
+from registry import hparams as hp
+from registry.data.demo import demo_data_path
+from registry.engine import hooks, results, runner, schedule
+
+tf1 = tf.compat.v1
+MODEL = models.SHUFFLENETV1_G3
+DEMO = demo_data_path()
+NUM_EVAL = 360  # the demo's held-out split: not a multiple of the batch
+
+
+def demo_hparams(**overrides):
+    return hp.resolve(MODEL, preset="demo", set_args=["%s=%s" % kv for kv in overrides.items()])
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def test_demo_preset_learns_the_bundled_digits(tmp_path):
+    """A shortened demo schedule (the full `make demo` reaches >= 97%, see README)."""
+    params = demo_hparams(epochs=8, eval_every_epochs=4)
+    record = runner.train(MODEL, params, DEMO, str(tmp_path), log=_quiet)
+    plan = schedule.Plan(params)
+    assert record["global_step"] == plan.total_steps == 8 * (1437 // 64)
+    assert record["num_images"] == NUM_EVAL
+    assert record["top1"] >= 0.85, record
+    assert 0.0 <= record["top1"] <= record["top5"] <= 1.0
+
+    latest = results.read_json(str(tmp_path), results.EVAL_RESULTS)
+    assert {"top1", "top5", "loss", "num_images", "global_step"} <= set(latest)
+    history = results.read_eval_history(str(tmp_path))
+    assert [r["global_step"] for r in history] == [4 * 22, 8 * 22]
+    assert history[-1] == latest
+    assert all(r["num_images"] == NUM_EVAL and "train_images_per_sec" in r for r in history)
+    assert results.read_json(str(tmp_path), results.HPARAMS_FILE) == params
+
+    log = hooks.read_train_log(str(tmp_path))
+    assert log[-1]["step"] == plan.total_steps
+    for record in log:
+        assert record["lr"] == pytest.approx(plan.learning_rate(record["step"] - 1), rel=1e-4)
+
+
+def test_eval_counts_every_image_once_and_ignores_padding(tmp_path):
+    params = demo_hparams(epochs=0.1)
+    runner.train(MODEL, params, DEMO, str(tmp_path), log=_quiet)
+    records = [runner.evaluate(MODEL, dict(params, batch_size=batch_size), DEMO, str(tmp_path), log=_quiet)
+               for batch_size in (64, 7, 360)]
+    assert [r["num_images"] for r in records] == [NUM_EVAL] * 3
+    # The same images whatever the batching: the padding entries change nothing.
+    assert records[1]["top1"] == pytest.approx(records[0]["top1"]) == pytest.approx(records[2]["top1"])
+    assert records[1]["loss"] == pytest.approx(records[0]["loss"], rel=1e-4)
+
+
+def test_resume_after_sigkill_continues_step_and_learning_rate(tmp_path, zoo_run):
+    model_dir = str(tmp_path / "run")
+    command = [zoo_run, "train", "shufflenetv1_g3", "--model_dir", model_dir,
+               "--set", "epochs=3", "--set", "save_checkpoints_steps=10", "--set", "eval_every_epochs=0"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        latest = tf1.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+        if latest and runner.checkpoint_step(latest) >= 20:
+            break
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = max(r["step"] for r in hooks.read_train_log(model_dir))
+    resume_step = runner.checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    assert 20 <= resume_step < 66 and resume_step <= killed_at
+
+    second = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert second.returncode == 0, second.stdout
+    assert "Resuming from %s/model.ckpt-%d: step %d of 66" % (model_dir, resume_step, resume_step) in second.stdout
+    assert "Done: step 66/66" in second.stdout
+
+    log = hooks.read_train_log(model_dir)
+    restart = next(i for i in range(1, len(log)) if log[i]["step"] <= log[i - 1]["step"])
+    assert log[restart]["step"] == resume_step + 1  # the first step after the restart
+    plan = schedule.Plan(results.read_json(model_dir, results.HPARAMS_FILE))
+    for record in log:  # both runs follow one learning-rate curve
+        assert record["lr"] == pytest.approx(plan.learning_rate(record["step"] - 1), rel=1e-4)
+
+
+def _variables(model_dir):
+    reader = tf1.train.load_checkpoint(model_dir)
+    return {name: reader.get_tensor(name) for name, _ in tf1.train.list_variables(model_dir)}
+
+
+def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
+    source, target = str(tmp_path / "source"), str(tmp_path / "target")
+    runner.train(MODEL, demo_hparams(epochs=0.1), DEMO, source, log=_quiet)
+    # learning rate 0: whatever differs after one step was not loaded from the source.
+    params = demo_hparams(epochs=0.1, num_classes=5, learning_rate=0.0, warmup_epochs=0.0)
+    lines = []
+    runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
+    text = "\n".join(lines)
+    assert "skipping 1\n  skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 5] in model" \
+        in text
+    before, after = _variables(source), _variables(target)
+    assert after["shufflenet_v1/classifier/kernel"].shape == (960, 5)
+    trainable = [n for n in after if n.startswith("shufflenet_v1/") and "Momentum" not in n
+                 and "moving_" not in n and "classifier" not in n]
+    assert len(trainable) > 100
+    for name in trainable:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    # A model dir with a checkpoint resumes, and says the warm start is ignored.
+    lines = []
+    runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
+    assert any("resume wins" in line for line in lines)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    params = demo_hparams(epochs=1, learning_rate=1e30, warmup_epochs=0.0, save_checkpoints_steps=1)
+    with pytest.raises(runner.TrainingDivergedError, match="the loss became NaN or Inf; the step was not applied"):
+        runner.train(MODEL, params, DEMO, str(tmp_path), log=_quiet)
+    for name, value in _variables(str(tmp_path)).items():
+        assert np.all(np.isfinite(value)), name
+
+
+def test_train_and_eval_commands_write_eval_results(tmp_path, zoo_run):
+    model_dir = str(tmp_path)
+    out = subprocess.run([zoo_run, "train", "shufflenetv1_g3", "--model_dir", model_dir, "--set", "epochs=0.2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert out.returncode == 0, out.stdout
+    assert "No --data_path: using the bundled demo data" in out.stdout
+    os.remove(os.path.join(model_dir, results.EVAL_RESULTS))
+    out = subprocess.run([zoo_run, "eval", "shufflenetv1_g3", "--model_dir", model_dir],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert out.returncode == 0, out.stdout
+    with open(os.path.join(model_dir, results.EVAL_RESULTS)) as f:
+        record = json.load(f)
+    assert record["num_images"] == NUM_EVAL and record["global_step"] == 4
+    out = subprocess.run([zoo_run, "eval", "shufflenetv1_g3", "--model_dir", str(tmp_path / "nope")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert out.returncode == 2 and "does not exist" in out.stdout
