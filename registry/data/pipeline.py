@@ -92,10 +92,12 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files, dtype=tf.string))
     if is_training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    dataset = dataset.interleave(
+    # The legacy parallel_interleave: TF 1.15's Dataset.interleave(num_parallel_calls=...) can crash
+    # (SIGSEGV in the autotuning model's RemoveNode) when a session closes an unfinished iterator.
+    deterministic = seeded or not is_training or shard_records
+    dataset = dataset.apply(tf.data.experimental.parallel_interleave(
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
-        cycle_length=max(1, min(cycle_length, len(files))), block_length=1,
-        num_parallel_calls=num_parallel_calls)
+        cycle_length=max(1, min(cycle_length, len(files))), block_length=1, sloppy=not deterministic))
     if shard_records:
         dataset = dataset.shard(num_workers, worker)
     if is_training and shuffle_buffer > 1:
@@ -119,7 +121,7 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
     dataset = dataset.prefetch(prefetch_batches)
 
     options = tf.data.Options()
-    options.experimental_deterministic = seeded or not is_training or shard_records
+    options.experimental_deterministic = deterministic
     if private_threadpool_size:
         options.experimental_threading.private_threadpool_size = private_threadpool_size
     return dataset.with_options(options)
