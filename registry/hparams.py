@@ -37,7 +37,9 @@ def coerce(key, value, default, source):
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else _bool(value)
-        if isinstance(value, str) and kind is not str:
+        if isinstance(value, str) and kind is float:
+            value = float(value)  # YAML 1.1 would read "1e-4" as a string
+        elif isinstance(value, str) and kind is not str:
             value = yaml.safe_load(value)
         if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

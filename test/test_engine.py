@@ -76,18 +76,18 @@ def test_resume_after_sigkill_continues_step_and_learning_rate(tmp_path, zoo_run
         time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    killed_at = max(r["step"] for r in hooks.read_train_log(model_dir))
     resume_step = runner.checkpoint_step(tf1.train.latest_checkpoint(model_dir))
-    assert 20 <= resume_step < 66 and resume_step <= killed_at
+    assert 20 <= resume_step < 66
 
     second = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert second.returncode == 0, second.stdout
     assert "Resuming from %s/model.ckpt-%d: step %d of 66" % (model_dir, resume_step, resume_step) in second.stdout
     assert "Done: step 66/66" in second.stdout
 
+    progress = [line for line in second.stdout.splitlines() if line.startswith("step ")]
+    assert progress[0].startswith("step %d/66 " % (resume_step + 1))  # the first step after the restart
     log = hooks.read_train_log(model_dir)
-    restart = next(i for i in range(1, len(log)) if log[i]["step"] <= log[i - 1]["step"])
-    assert log[restart]["step"] == resume_step + 1  # the first step after the restart
+    assert log[0]["step"] == 1 and log[-1]["step"] == 66
     plan = schedule.Plan(results.read_json(model_dir, results.HPARAMS_FILE))
     for record in log:  # both runs follow one learning-rate curve
         assert record["lr"] == pytest.approx(plan.learning_rate(record["step"] - 1), rel=1e-4)
@@ -102,14 +102,14 @@ def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
     source, target = str(tmp_path / "source"), str(tmp_path / "target")
     runner.train(MODEL, demo_hparams(epochs=0.1), DEMO, source, log=_quiet)
     # learning rate 0: whatever differs after one step was not loaded from the source.
-    params = demo_hparams(epochs=0.1, num_classes=5, learning_rate=0.0, warmup_epochs=0.0)
+    params = demo_hparams(epochs=0.1, num_classes=12, learning_rate=0.0, warmup_epochs=0.0)
     lines = []
     runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
     text = "\n".join(lines)
-    assert "skipping 1\n  skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 5] in model" \
+    assert "skipping 1\n  skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 12] in model" \
         in text
     before, after = _variables(source), _variables(target)
-    assert after["shufflenet_v1/classifier/kernel"].shape == (960, 5)
+    assert after["shufflenet_v1/classifier/kernel"].shape == (960, 12)
     trainable = [n for n in after if n.startswith("shufflenet_v1/") and "Momentum" not in n
                  and "moving_" not in n and "classifier" not in n]
     assert len(trainable) > 100
@@ -145,3 +145,12 @@ def test_train_and_eval_commands_write_eval_results(tmp_path, zoo_run):
     out = subprocess.run([zoo_run, "eval", "shufflenetv1_g3", "--model_dir", str(tmp_path / "nope")],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert out.returncode == 2 and "does not exist" in out.stdout
+
+
+def test_label_outside_num_classes_is_a_data_error(tmp_path):
+    from registry.errors import DataError
+    with pytest.raises(DataError) as err:
+        runner.train(MODEL, demo_hparams(epochs=0.5, num_classes=5), DEMO, str(tmp_path), log=_quiet)
+    message = str(err.value)
+    assert "Bad image/class/label:" in message and "is outside 1..5" in message and "Fix:" in message
+    assert "[" not in message

@@ -150,6 +150,7 @@ def test_hparams_layering_and_typing(tmp_path):
     (["learnig_rate=0.1"], "unknown hparam 'learnig_rate' (from --set). Did you mean learning_rate?"),
     (["batch_size=abc"], "hparam 'batch_size' (from --set) must be a int like 32, got 'abc'"),
     (["batch_size=1.5"], "must be a int like 32, got 1.5"),
+    (["learning_rate=fast"], "hparam 'learning_rate' (from --set): could not convert string to float"),
     (["random_flip=maybe"], "not a boolean: 'maybe'"),
     (["epochs"], "--set expects key=value, got 'epochs'"),
 ])
@@ -162,9 +163,14 @@ def test_hparam_errors_name_the_problem(set_args, message):
 
 
 def test_unknown_preset_and_bad_yaml(tmp_path):
-    with pytest.raises(hp.HParamsError, match="unknown preset 'fast'; this model has: megvii"):
+    with pytest.raises(hp.HParamsError, match="unknown preset 'fast'; this model has: demo, megvii"):
         hp.resolve(models.SHUFFLENETV1_G3, preset="fast")
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
     with pytest.raises(hp.HParamsError, match="must hold a mapping"):
         hp.resolve(models.SHUFFLENETV1_G3, config_file=str(bad))
+
+
+def test_scientific_notation_is_a_float():
+    params = hp.resolve(models.SHUFFLENETV1_G3, set_args=["weight_decay=4e-5", "learning_rate=1"])
+    assert params["weight_decay"] == 4e-5 and params["learning_rate"] == 1.0

@@ -3,14 +3,15 @@
 Resume is automatic (the model dir's latest checkpoint wins, and the run says so); the
 learning rate is a function of the global step, so a resumed run continues the same curve.
 """
-import os
+import contextlib
+import re
 import time
 
 import tensorflow as tf
 
 from registry.engine import hooks, results, schedule, warm_start as ws
 from registry.engine.model_fn import build_model_fn
-from registry.errors import ZooError
+from registry.errors import DataError, ZooError
 
 tf1 = tf.compat.v1
 ModeKeys = tf.estimator.ModeKeys
@@ -18,6 +19,22 @@ ModeKeys = tf.estimator.ModeKeys
 
 class TrainingDivergedError(ZooError):
     pass
+
+
+@contextlib.contextmanager
+def data_errors():
+    """Turns the input pipeline's run-time checks (bad label, empty or corrupt image) into DataErrors."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        message = str(err.message).split("\n")[0]
+        if "assertion failed:" in message and "Fix:" in message:
+            text = message.split("assertion failed:", 1)[1]
+            raise DataError(re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", text).strip())
+        if "JPEG" in message or "decode" in message.lower():
+            raise DataError("an image in the data could not be decoded (%s). Fix: rebuild the TFRecords with "
+                            "`zoo-run data build`, which checks every image and skips broken ones." % message)
+        raise
 
 
 def checkpoint_step(checkpoint):
@@ -52,8 +69,9 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     start = time.time()
-    metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
-                                 checkpoint_path=checkpoint)
+    with data_errors():
+        metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
+                                     checkpoint_path=checkpoint)
     seconds = time.time() - start
     plan = schedule.Plan(hparams)
     step = int(metrics["global_step"])
@@ -119,7 +137,8 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     started, record = time.time(), None
     for target in _eval_steps(plan, start_step, eval_every_epochs):
         try:
-            estimator.train(train_input, max_steps=target)
+            with data_errors():
+                estimator.train(train_input, max_steps=target)
         except tf.errors.InvalidArgumentError as err:
             if hooks.NAN_LOSS_MESSAGE not in str(err):
                 raise
