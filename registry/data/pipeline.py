@@ -54,6 +54,11 @@ def num_batches(num_examples, batch_size, is_training):
     return -(-num_examples // batch_size)
 
 
+def _plain(fn):
+    """Graph functions are traced as written (no AutoGraph rewrite of Python control flow)."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _static_shape(dataset):
     shapes = tf.compat.v1.data.get_output_shapes(dataset)
     types = tf.compat.v1.data.get_output_types(dataset)
@@ -107,10 +112,10 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
         positions = tf.data.experimental.Counter(dtype=tf.int64)
         dataset = tf.data.Dataset.zip((dataset, positions))
         dataset = dataset.map(
-            lambda record, position: preprocess(record, tf.stack([tf.constant(seed, tf.int64), position])),
+            _plain(lambda record, position: preprocess(record, tf.stack([tf.constant(seed, tf.int64), position]))),
             num_parallel_calls=num_parallel_calls)
     else:
-        dataset = dataset.map(lambda record: preprocess(record, None), num_parallel_calls=num_parallel_calls)
+        dataset = dataset.map(_plain(lambda record: preprocess(record, None)), num_parallel_calls=num_parallel_calls)
 
     if not is_training:
         shapes, types = _static_shape(dataset)
