@@ -128,6 +128,32 @@ def cmd_eval(args):
     return 0 if record else 1
 
 
+def cmd_perf(args):
+    import json
+    model = discovery.get_model(args.name)
+    params = hp.resolve(model, args.preset, args.config, args.set)
+    if args.batch_size:
+        params["batch_size"] = args.batch_size
+    synthetic = args.synthetic or not args.data_path
+    _quiet_tensorflow()
+    from registry.engine import perf
+    print("%s: batch %d, %dx%d, %s data" % (args.name, params["batch_size"], params["image_size"],
+                                           params["image_size"], "synthetic" if synthetic else args.data_path))
+    modes = ["train", "infer"] if args.mode == "both" else [args.mode]
+    report = perf.run(model, params, modes, args.data_path, synthetic, steps=args.steps, warmup_steps=args.warmup)
+    report["network"] = args.name
+    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s"
+          % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"]))
+    first = modes[0]
+    print("Final Performance images/sec : %.2f" % report["%s_images_per_sec" % first])
+    print("Final Performance %s step time ms : %.2f" % (first, report["%s_step_time_ms" % first]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+        print("wrote %s" % args.json)
+    return 0
+
+
 def add_hparam_arguments(parser):
     parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
@@ -183,6 +209,21 @@ def build_parser():
     p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("perf", help="training and inference images/sec (synthetic or real data)",
+                       description="Times training steps (the same graph as `zoo-run train`) and inference "
+                                   "after a warm-up, in windows; reports the median window's images/sec and "
+                                   "step time, parameters, MACs and peak memory, as ModelZoo lines and JSON.")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--data_path", help="TF-slim TFRecords to read (default: synthetic in-memory data)")
+    p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
+    p.add_argument("--mode", choices=["train", "infer", "both"], default="both")
+    p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps, split into 5 windows (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    add_hparam_arguments(p)
+    p.set_defaults(func=cmd_perf)
 
     from registry.data import cli as data_cli
     data_cli.register(sub)
