@@ -226,7 +226,9 @@ def build_parser():
     p.set_defaults(func=cmd_perf)
 
     from registry.data import cli as data_cli
+    from registry.deploy import cli as deploy_cli
     data_cli.register(sub)
+    deploy_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,5 @@
+"""`zoo-run predict`, `zoo-run export`, `zoo-run import-weights`."""
+
+
+def register(subparsers):
+    """Adds the deployment subcommands (none yet)."""
