@@ -4,6 +4,9 @@ Train: Inception-style distorted crop (area crop_area_min..1, aspect 3/4..4/3) d
 fused decode-and-crop op, random horizontal flip, resize to image_size, ImageNet mean/std.
 Eval: resize to image_size / eval_crop_fraction (256 for 224) -- square (the seed) or
 aspect-preserving short side -- then the centred image_size crop, same normalisation.
+The input convention is set by hparams: `input_normalization` imagenet (mean/std, the default) or
+none (pixels 0..255), `input_channel_order` rgb (default) or bgr -- the official Megvii weights'
+convention is bgr / none.
 """
 import tensorflow as tf
 
@@ -13,6 +16,26 @@ from registry.errors import DataError
 MEAN_RGB = (0.485, 0.456, 0.406)
 STDDEV_RGB = (0.229, 0.224, 0.225)
 EVAL_RESIZE_MODES = ("square", "aspect")
+CHANNEL_ORDERS = ("rgb", "bgr")
+NORMALIZATIONS = ("imagenet", "none")
+
+
+def to_network_input(image, hparams):
+    """RGB float 0..255 -> the network's input convention (normalisation, then channel order)."""
+    order = hparams.get("input_channel_order", "rgb")
+    normalization = hparams.get("input_normalization", "imagenet")
+    if order not in CHANNEL_ORDERS:
+        raise DataError("input_channel_order is %r; use 'rgb' or 'bgr'" % (order,))
+    if normalization not in NORMALIZATIONS:
+        raise DataError("input_normalization is %r; use 'imagenet' (ImageNet mean/std) or 'none' (pixels 0..255)"
+                        % (normalization,))
+    if normalization == "imagenet":
+        image = transforms.normalize(image, MEAN_RGB, STDDEV_RGB)
+    else:
+        image = tf.cast(image, tf.float32)
+    if order == "bgr":
+        image = tf.reverse(image, axis=[-1])
+    return image
 
 
 def train_image(image_buffer, hparams, bbox=None, seed=None):
@@ -24,7 +47,7 @@ def train_image(image_buffer, hparams, bbox=None, seed=None):
     if hparams["random_flip"]:
         image = transforms.random_flip_left_right(image, seed=transforms.fold_seed(seed, 2))
     image = transforms.resize(image, size, size)
-    image = transforms.normalize(image, MEAN_RGB, STDDEV_RGB)
+    image = to_network_input(image, hparams)
     image.set_shape([size, size, 3])
     return image
 
@@ -43,7 +66,7 @@ def eval_image(image_buffer, hparams):
     else:
         image = transforms.resize_short_side(image, resize_to)
     image = transforms.central_crop(image, size, size)
-    image = transforms.normalize(image, MEAN_RGB, STDDEV_RGB)
+    image = to_network_input(image, hparams)
     image.set_shape([size, size, 3])
     return image
 
