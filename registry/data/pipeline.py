@@ -127,6 +127,9 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
 
     options = tf.data.Options()
     options.experimental_deterministic = deterministic
+    # One image per thread: the map already runs images in parallel, and splitting each small op
+    # over the intra-op pool as well only adds synchronisation (TF official models do the same).
+    options.experimental_threading.max_intra_op_parallelism = 1
     if private_threadpool_size:
         options.experimental_threading.private_threadpool_size = private_threadpool_size
     return dataset.with_options(options)
