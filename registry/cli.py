@@ -103,13 +103,21 @@ def _resolve_run(args, saved=None):
     return model, params, data_path
 
 
+def _device_settings(args):
+    from registry.engine import devices
+    return devices.resolve(args.device, args.precision_mode, args.iterations_per_loop, args.dump_path,
+                           args.over_dump, args.profiling)
+
+
 def cmd_train(args):
     model, params, data_path = _resolve_run(args)
     _quiet_tensorflow()
     from registry.engine import runner
+    settings = _device_settings(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
-                 synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs)
+                 synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
+                 settings=settings)
     return 0
 
 
@@ -123,7 +131,8 @@ def cmd_eval(args):
     from registry.engine import runner
     from registry.engine.warm_start import resolve_checkpoint
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False)
+    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
+                             settings=_device_settings(args))
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 
@@ -152,6 +161,20 @@ def cmd_perf(args):
             json.dump(report, f, indent=2, sort_keys=True)
         print("wrote %s" % args.json)
     return 0
+
+
+def add_device_arguments(parser):
+    from registry.engine.devices import DEVICES, PRECISION_MODES
+    group = parser.add_argument_group("device")
+    group.add_argument("--device", choices=DEVICES, default="auto",
+                       help="auto: npu when npu_bridge imports, else gpu when TF sees one, else cpu")
+    group.add_argument("--precision_mode", choices=PRECISION_MODES,
+                       help="Ascend NPU precision mode (default on npu: allow_mix_precision)")
+    group.add_argument("--iterations_per_loop", type=int, default=1,
+                       help="NPU steps per device loop; checkpoint and eval steps are rounded up to multiples")
+    group.add_argument("--over_dump", action="store_true", help="NPU: dump overflowing operators (debug)")
+    group.add_argument("--dump_path", help="NPU: where data or overflow dumps are written")
+    group.add_argument("--profiling", metavar="DIR", help="NPU: write a training-trace profile to DIR")
 
 
 def add_hparam_arguments(parser):
@@ -196,7 +219,9 @@ def build_parser():
     p.add_argument("--eval_every_epochs", type=float, default=None,
                    help="evaluate every N epochs (default: the hparam eval_every_epochs, else only at the end)")
     p.add_argument("--synthetic", action="store_true", help="train on in-memory random data (no evaluation)")
+    p.add_argument("--max_steps", type=int, help="stop at this global step (the schedule still spans `epochs`)")
     add_hparam_arguments(p)
+    add_device_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="top-1/top-5/loss of a trained model over the whole eval split",
@@ -208,6 +233,7 @@ def build_parser():
     p.add_argument("--data_path", help="directory of TF-slim TFRecords (default: the bundled demo data)")
     p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
     add_hparam_arguments(p)
+    add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("perf", help="training and inference images/sec (synthetic or real data)",

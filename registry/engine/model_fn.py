@@ -6,7 +6,7 @@ global step. Metrics ignore entries labelled -1 (the eval pipeline's padding).
 """
 import tensorflow as tf
 
-from registry.engine import hooks
+from registry.engine import devices, hooks
 
 tf1 = tf.compat.v1
 
@@ -27,11 +27,12 @@ def _count_metric(weights):
     return tf.identity(total), update
 
 
-def build_model_fn(model, hparams, plan, warm_start=None):
+def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
     """A model_fn for tf.estimator.Estimator.
 
     `plan` is a `schedule.Plan`; `warm_start`, when given, is (checkpoint, assignment map)
-    from `registry.engine.warm_start`, applied to freshly initialised variables only.
+    from `registry.engine.warm_start`, applied to freshly initialised variables only;
+    `settings` (`devices.DeviceSettings`) wraps the optimizer as the device needs.
     """
 
     def model_fn(features, labels, mode, config):
@@ -76,7 +77,8 @@ def build_model_fn(model, hparams, plan, warm_start=None):
         # A NaN/Inf loss fails the step before any update is applied: the last checkpoint stays good.
         loss = tf.debugging.check_numerics(cross_entropy + decay, hooks.NAN_LOSS_MESSAGE)
         learning_rate = plan.learning_rate_tensor(global_step)
-        optimizer = tf1.train.MomentumOptimizer(learning_rate, hparams.get("momentum", 0.9))
+        optimizer = devices.wrap_optimizer(
+            settings, tf1.train.MomentumOptimizer(learning_rate, hparams.get("momentum", 0.9)))
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) + [step_before_update]):
             train_op = optimizer.minimize(loss, global_step=global_step)
 

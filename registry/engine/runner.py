@@ -9,7 +9,7 @@ import time
 
 import tensorflow as tf
 
-from registry.engine import hooks, results, schedule, warm_start as ws
+from registry.engine import devices, hooks, results, schedule, warm_start as ws
 from registry.engine.model_fn import build_model_fn
 from registry.errors import DataError, ZooError
 
@@ -48,23 +48,21 @@ def _input_fn(model, mode, hparams, data_path, synthetic):
     return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context)
 
 
-def make_estimator(model, hparams, model_dir, plan=None, warm_start=None):
-    plan = plan or schedule.Plan(hparams)
+def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None):
+    settings = settings or devices.resolve("cpu")
+    plan = plan or schedule.Plan(hparams, settings.rank_size)
     seed = hparams.get("seed", -1)
-    config = tf.estimator.RunConfig(
-        model_dir=model_dir,
-        tf_random_seed=seed if seed is not None and seed >= 0 else None,
-        save_checkpoints_steps=hparams.get("save_checkpoints_steps", 5000),
-        save_checkpoints_secs=None,
-        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5),
-        save_summary_steps=100,
-        log_step_count_steps=100)
-    return tf.estimator.Estimator(build_model_fn(model, hparams, plan, warm_start), config=config)
+    return devices.make_estimator(
+        settings, build_model_fn(model, hparams, plan, warm_start, settings), model_dir,
+        seed=seed if seed is not None and seed >= 0 else None,
+        save_checkpoints_steps=devices.align_steps(settings, hparams.get("save_checkpoints_steps", 5000)),
+        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5))
 
 
-def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=None, log=print, history=True):
+def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=None, log=print, history=True,
+             settings=None):
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records."""
-    estimator = estimator or make_estimator(model, hparams, model_dir)
+    estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
@@ -97,16 +95,22 @@ def _check_hparams_change(model_dir, hparams, log):
             % ", ".join("%s %r -> %r" % (k, saved.get(k), hparams.get(k)) for k in changed))
 
 
-def _eval_steps(plan, start_step, eval_every_epochs):
-    every = max(1, int(round(eval_every_epochs * plan.steps_per_epoch))) if eval_every_epochs else plan.total_steps
-    targets = list(range(every, plan.total_steps, every)) + [plan.total_steps]
+def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
+    every = max(1, int(round(eval_every_epochs * plan.steps_per_epoch))) if eval_every_epochs else last_step
+    every = devices.align_steps(settings, every)
+    targets = list(range(every, last_step, every)) + [last_step]
     return [t for t in targets if t > start_step]
 
 
 def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=False, eval_every_epochs=None,
-          log=print):
-    """Trains to `epochs`, evaluating every `eval_every_epochs` and at the end; returns the last eval record."""
-    plan = schedule.Plan(hparams)
+          max_steps=None, settings=None, log=print):
+    """Trains to `epochs` (or stops at `max_steps`), evaluating every `eval_every_epochs` and at the end.
+
+    Returns the last eval record (None for synthetic data).
+    """
+    settings = settings or devices.resolve("cpu")
+    plan = schedule.Plan(hparams, settings.rank_size)
+    last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
     eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
     if not tf1.gfile.IsDirectory(model_dir):
         tf1.gfile.MakeDirs(model_dir)
@@ -132,10 +136,11 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
             % (plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
                plan.schedule))
 
-    estimator = make_estimator(model, hparams, model_dir, plan, (warm.checkpoint, warm.assignment) if warm else None)
+    estimator = make_estimator(model, hparams, model_dir, plan, (warm.checkpoint, warm.assignment) if warm else None,
+                               settings)
     train_input = _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic)
     started, record = time.time(), None
-    for target in _eval_steps(plan, start_step, eval_every_epochs):
+    for target in _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
         try:
             with data_errors():
                 estimator.train(train_input, max_steps=target)
@@ -154,8 +159,8 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
             model, hparams, data_path, model_dir, estimator=estimator, log=log)
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
     elapsed = time.time() - started
-    summary = "Done: step %d/%d (epoch %.2f) in %s" % (final_step, plan.total_steps, plan.epoch(final_step),
-                                                       hooks.format_duration(elapsed))
+    summary = "Done: step %d/%d (epoch %.2f) on %s in %s" % (
+        final_step, plan.total_steps, plan.epoch(final_step), settings.device, hooks.format_duration(elapsed))
     if record:
         summary += "; held-out top-1 %.4f, top-5 %.4f, loss %.4f over %d images" % (
             record["top1"], record["top5"], record["loss"], record["num_images"])

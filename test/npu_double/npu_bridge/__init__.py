@@ -1,0 +1,1 @@
+"""Test double of npu_bridge (see test/npu_double/README.md)."""

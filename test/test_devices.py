@@ -1,0 +1,91 @@
+"""Device selection and the Ascend NPU wiring, checked against a test double of npu_bridge's API."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from registry.engine import devices
+from registry.errors import ZooError
+
+DOUBLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "npu_double")
+
+
+def test_cpu_settings_and_npu_only_flags_are_rejected_elsewhere():
+    settings = devices.resolve("cpu")
+    assert (settings.device, settings.precision_mode, settings.rank_size) == ("cpu", None, 1)
+    with pytest.raises(ZooError, match="--precision_mode allow_mix_precision is an Ascend NPU setting"):
+        devices.resolve("cpu", precision_mode="allow_mix_precision")
+    with pytest.raises(ZooError, match="--precision_mode must be one of allow_mix_precision, allow_fp32_to_fp16"):
+        devices.resolve("cpu", precision_mode="fp8")
+    with pytest.raises(ZooError, match="Ascend NPU settings"):
+        devices.resolve("cpu", iterations_per_loop=10)
+
+
+def test_npu_without_npu_bridge_is_a_clear_error():
+    assert not devices.npu_available()
+    with pytest.raises(ZooError, match="--device npu needs Huawei's npu_bridge"):
+        devices.resolve("npu")
+
+
+def test_steps_align_to_iterations_per_loop():
+    settings = devices.DeviceSettings("npu", "allow_mix_precision", 100, 1, 0, None, False, None)
+    assert [devices.align_steps(settings, s) for s in (1, 100, 101, 5000)] == [100, 100, 200, 5000]
+
+
+def _run_npu(tmp_path, zoo_run, *extra, **env):
+    log = str(tmp_path / "npu_calls.jsonl")
+    environ = dict(os.environ, PYTHONPATH=DOUBLE, NPU_DOUBLE_LOG=log, **env)
+    out = subprocess.run([zoo_run, "train", "shufflenetv1_g3", "--device", "npu", "--model_dir",
+                          str(tmp_path / "run"), "--set", "save_checkpoints_steps=3"] + list(extra),
+                         env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    calls = {}
+    if os.path.exists(log):
+        with open(log) as f:
+            for line in f:
+                record = json.loads(line)
+                calls.setdefault(record.pop("name"), []).append(record)
+    return out, calls
+
+
+def test_npu_data_parallel_mixed_precision_wiring(tmp_path, zoo_run):
+    table = tmp_path / "rank_table.json"
+    table.write_text("{}")
+    out, calls = _run_npu(tmp_path, zoo_run, "--iterations_per_loop", "2", "--max_steps", "3",
+                          RANK_SIZE="2", RANK_ID="1", RANK_TABLE_FILE=str(table))
+    assert out.returncode == 0, out.stdout
+    config = calls["NPURunConfig"][0]
+    assert config["precision_mode"] == "allow_mix_precision"
+    assert config["iterations_per_loop"] == 2
+    assert config["enable_data_pre_proc"] is True and config["hcom_parallel"] is True
+    assert config["save_checkpoints_steps"] == 4  # 3 rounded up to whole loops of 2
+    assert config["keep_checkpoint_max"] == 5
+    assert calls["NPUEstimator"] == [{"config": "NPURunConfig"}] * len(calls["NPUEstimator"])
+    assert calls["NPUDistributedOptimizer"][0] == {"optimizer": "MomentumOptimizer"}
+    assert calls["ExponentialUpdateLossScaleManager"][0] == {
+        "init_loss_scale": 2 ** 32, "incr_every_n_steps": 1000, "decr_every_n_nan_or_inf": 2, "incr_ratio": 2,
+        "decr_ratio": 0.5}
+    assert calls["NPULossScaleOptimizer"][0] == {"optimizer": "NPUDistributedOptimizer",
+                                                 "manager": "ExponentialUpdateLossScaleManager",
+                                                 "is_distributed": True}
+    # Two cards: the global batch doubles, the learning rate scales with it, 3 steps become 4 (whole loops).
+    assert "global batch 128, peak lr 0.04" in out.stdout
+    assert "Done: step 4/" in out.stdout and "on npu" in out.stdout
+
+
+def test_npu_fp32_dump_and_profiling(tmp_path, zoo_run):
+    out, calls = _run_npu(tmp_path, zoo_run, "--precision_mode", "force_fp32", "--max_steps", "1", "--over_dump",
+                          "--dump_path", str(tmp_path / "dump"), "--profiling", str(tmp_path / "prof"))
+    assert out.returncode == 0, out.stdout
+    assert calls["NPURunConfig"][0]["precision_mode"] == "force_fp32"
+    assert "NPULossScaleOptimizer" not in calls and "NPUDistributedOptimizer" not in calls
+    assert calls["DumpConfig"][0] == {"enable_dump_debug": True, "dump_path": str(tmp_path / "dump"),
+                                      "dump_debug_mode": "all"}
+    assert calls["ProfilingConfig"][0]["enable_profiling"] is True
+    assert str(tmp_path / "prof") in calls["ProfilingConfig"][0]["profiling_options"]
+
+
+def test_npu_ranks_need_a_rank_table(tmp_path, zoo_run):
+    out, _ = _run_npu(tmp_path, zoo_run, "--max_steps", "1", RANK_SIZE="8")
+    assert out.returncode == 2
+    assert "RANK_SIZE=8 needs RANK_TABLE_FILE" in out.stdout
