@@ -117,7 +117,7 @@ def cmd_train(args):
     model_dir = args.model_dir or os.path.join("runs", args.name)
     runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
                  synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
-                 settings=settings)
+                 skip_eval=args.skip_eval, settings=settings)
     return 0
 
 
@@ -160,6 +160,14 @@ def cmd_perf(args):
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2, sort_keys=True)
         print("wrote %s" % args.json)
+    return 0
+
+
+def cmd_modelzoo_report(args):
+    from registry import modelzoo_report
+    lines, path = modelzoo_report.write(args.name, args.model_dir, args.kind, args.e2e_seconds, args.output_dir)
+    print("\n".join(lines))
+    print("wrote %s" % path)
     return 0
 
 
@@ -220,6 +228,7 @@ def build_parser():
                    help="evaluate every N epochs (default: the hparam eval_every_epochs, else only at the end)")
     p.add_argument("--synthetic", action="store_true", help="train on in-memory random data (no evaluation)")
     p.add_argument("--max_steps", type=int, help="stop at this global step (the schedule still spans `epochs`)")
+    p.add_argument("--skip_eval", action="store_true", help="no evaluation (performance runs)")
     add_hparam_arguments(p)
     add_device_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -250,6 +259,16 @@ def build_parser():
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_perf)
+
+    p = sub.add_parser("modelzoo-report", help="ModelZoo closing lines and ${CaseName}.log from a finished run",
+                       description="Reads MODEL_DIR/run_summary.json (written by `zoo-run train`) and prints "
+                                   "the Ascend ModelZoo closing lines, writing OUTPUT_DIR/${CaseName}.log.")
+    p.add_argument("name", help="registered model name (the Network field)")
+    p.add_argument("--model_dir", required=True)
+    p.add_argument("--kind", choices=["acc", "perf"], default="acc", help="the CaseName suffix")
+    p.add_argument("--e2e_seconds", type=float, required=True, help="wall time of the whole script")
+    p.add_argument("--output_dir", required=True, help="where ${CaseName}.log is written")
+    p.set_defaults(func=cmd_modelzoo_report)
 
     from registry.data import cli as data_cli
     from registry.deploy import cli as deploy_cli

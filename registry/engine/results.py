@@ -6,12 +6,19 @@ import os
 EVAL_RESULTS = "eval_results.json"
 EVAL_HISTORY = "eval_history.jsonl"
 HPARAMS_FILE = "hparams.json"
+RUN_SUMMARY = "run_summary.json"
+
+
+def write_json(model_dir, name, obj):
+    """Writes atomically: a reader never sees half a file."""
+    path = os.path.join(model_dir, name)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
 
 
 def write_eval_result(model_dir, record, history=True):
-    with open(os.path.join(model_dir, EVAL_RESULTS + ".tmp"), "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(os.path.join(model_dir, EVAL_RESULTS + ".tmp"), os.path.join(model_dir, EVAL_RESULTS))
+    write_json(model_dir, EVAL_RESULTS, record)
     if history:
         with open(os.path.join(model_dir, EVAL_HISTORY), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -34,5 +41,4 @@ def read_eval_history(model_dir):
 
 
 def write_hparams(model_dir, hparams):
-    with open(os.path.join(model_dir, HPARAMS_FILE), "w") as f:
-        json.dump(hparams, f, indent=2, sort_keys=True)
+    write_json(model_dir, HPARAMS_FILE, hparams)

@@ -5,6 +5,7 @@ learning rate is a function of the global step, so a resumed run continues the s
 """
 import contextlib
 import re
+import statistics
 import time
 
 import tensorflow as tf
@@ -103,11 +104,13 @@ def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
 
 
 def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=False, eval_every_epochs=None,
-          max_steps=None, settings=None, log=print):
+          max_steps=None, skip_eval=False, settings=None, log=print):
     """Trains to `epochs` (or stops at `max_steps`), evaluating every `eval_every_epochs` and at the end.
 
-    Returns the last eval record (None for synthetic data).
+    Writes `run_summary.json` (this run's throughput, loss, accuracy, duration) and returns the
+    last eval record (None with synthetic data or `skip_eval`).
     """
+    skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
     plan = schedule.Plan(hparams, settings.rank_size)
     last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
@@ -152,9 +155,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
                 "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
                 "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
                 % (last or "none (no checkpoint was written yet)"))
-        if not synthetic:
+        if not skip_eval:
             record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log)
-    if record is None and not synthetic:  # already trained to the end: report the last result
+    if record is None and not skip_eval:  # already trained to the end: report the last result
         record = results.read_json(model_dir, results.EVAL_RESULTS) or evaluate(
             model, hparams, data_path, model_dir, estimator=estimator, log=log)
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
@@ -165,4 +168,22 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         summary += "; held-out top-1 %.4f, top-5 %.4f, loss %.4f over %d images" % (
             record["top1"], record["top5"], record["loss"], record["num_images"])
     log(summary + "; model dir %s" % model_dir)
+    results.write_json(model_dir, results.RUN_SUMMARY, _run_summary(
+        model_dir, plan, settings, start_step, final_step, started, elapsed, record))
     return record
+
+
+def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
+    """This run's figures, from the structured train log (never from log text)."""
+    this_run = [r for r in hooks.read_train_log(model_dir) if r["time"] >= started]
+    rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
+    images_per_sec = statistics.median(rates) if rates else None
+    return {
+        "device": settings.device, "rank_size": settings.rank_size, "global_batch": plan.global_batch,
+        "batch_size": plan.global_batch // settings.rank_size, "start_step": start_step, "final_step": final_step,
+        "total_steps": plan.total_steps, "images_per_sec": images_per_sec,
+        "step_time_ms": plan.global_batch * 1000.0 / images_per_sec if images_per_sec else None,
+        "final_loss": this_run[-1]["loss"] if this_run else None,
+        "train_accuracy": this_run[-1]["train_accuracy"] if this_run else None,
+        "eval_top1": record["top1"] if record else None, "eval_top5": record["top5"] if record else None,
+        "seconds": elapsed}

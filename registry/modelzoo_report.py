@@ -1,0 +1,40 @@
+"""Ascend ModelZoo's closing lines and `${CaseName}.log`, made from a run's `run_summary.json`."""
+import os
+import platform
+
+from registry.engine import results
+from registry.errors import ZooError
+
+
+def case_name(network, batch_size, rank_size, kind):
+    return "%s_bs%d_%dp_%s" % (network, batch_size, rank_size, kind)
+
+
+def _fmt(value, digits=2):
+    return "None" if value is None else "%.*f" % (digits, value)
+
+
+def build(network, model_dir, kind, e2e_seconds):
+    """(closing lines, {key: value} of the case log) for a finished run in `model_dir`."""
+    summary = results.read_json(model_dir, results.RUN_SUMMARY)
+    if summary is None:
+        raise ZooError("%s has no %s: the training run did not finish" % (model_dir, results.RUN_SUMMARY))
+    name = case_name(network, summary["batch_size"], summary["rank_size"], kind)
+    accuracy = summary["eval_top1"]
+    device = "Ascend910" if summary["device"] == "npu" else "%s_%s" % (summary["device"], platform.machine())
+    lines = ["Final Performance images/sec : %s" % _fmt(summary["images_per_sec"]),
+             "Final Train Accuracy : %s" % _fmt(accuracy, 4),
+             "E2E Training Duration sec : %d" % round(e2e_seconds)]
+    case = [("Network", network), ("RankSize", summary["rank_size"]), ("BatchSize", summary["global_batch"]),
+            ("DeviceType", device), ("CaseName", name), ("ActualFPS", _fmt(summary["images_per_sec"])),
+            ("TrainingTime", _fmt(summary["step_time_ms"])), ("ActualLoss", _fmt(summary["final_loss"], 4)),
+            ("E2ETrainingTime", round(e2e_seconds)), ("TrainAccuracy", _fmt(accuracy, 4))]
+    return lines, case
+
+
+def write(network, model_dir, kind, e2e_seconds, output_dir):
+    lines, case = build(network, model_dir, kind, e2e_seconds)
+    path = os.path.join(output_dir, "%s.log" % dict(case)["CaseName"])
+    with open(path, "w") as f:
+        f.writelines("%s = %s\n" % item for item in case)
+    return lines, path
