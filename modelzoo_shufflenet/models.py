@@ -36,6 +36,8 @@ _DEFAULT_HPARAMS = {
     "random_flip": True,
     "eval_resize": "square",          # square: resize to 256x256 (the seed); aspect: short side 256
     "eval_crop_fraction": 0.875,      # 224 / 256
+    "input_channel_order": "rgb",     # rgb | bgr (the official Megvii weights were trained on BGR)
+    "input_normalization": "imagenet",  # imagenet: (x / 255 - mean) / std | none: pixels 0..255 as they are
     "shuffle_buffer": 10000,
     "seed": -1,                       # -1: unseeded
     # checkpoints and evaluation
@@ -82,9 +84,10 @@ def read_level():
 class ShuffleNetV1Model(object):
     """One ShuffleNetV1 variant, implementing the `registry.spec` contract."""
 
-    def __init__(self, groups, width, params=None, macs=None, reference_accuracy=None):
+    def __init__(self, groups, width, params=None, macs=None, reference_accuracy=None, channels=None):
         self.groups = groups
         self.width = width
+        self.channels = channels  # None: the reference's channel plan of (groups, width)
         self.level = read_level()
         self.presets = copy.deepcopy(_PRESETS)
         self.metadata = {
@@ -105,14 +108,35 @@ class ShuffleNetV1Model(object):
     def build_model(self, images, is_training, hparams):
         from modelzoo_shufflenet.network import shufflenet_v1
         return shufflenet_v1(images, is_training, groups=self.groups, width=self.width,
-                             num_classes=hparams["num_classes"], grouped_conv_impl=hparams["grouped_conv_impl"])
+                             num_classes=hparams["num_classes"], grouped_conv_impl=hparams["grouped_conv_impl"],
+                             channels=self.channels)
 
     def input_fn(self, mode, hparams, data_path, input_context=None):
         from modelzoo_shufflenet.preprocessing import input_fn
         return input_fn(mode, hparams, data_path, input_context)
 
+    def preprocess_image(self, image_bytes, hparams):
+        """One encoded image (JPEG, PNG, ...) -> the eval transform's float32 [S, S, 3] (predict, export)."""
+        from modelzoo_shufflenet.preprocessing import eval_image
+        return eval_image(image_bytes, hparams)
+
+    def convert_state_dict(self, state_dict, hparams):
+        """The official Megvii ShuffleNet-Series weights ({name: numpy array}, `module.` prefix removed)
+        -> ({TF variable name: float32 array}, hparam overrides: num_classes and the reference's input
+        convention). Raises a ZooError naming the first tensor that does not fit this variant."""
+        from modelzoo_shufflenet import weights
+        if self.channels is None:
+            from modelzoo_shufflenet.network import architecture
+            arch = architecture(self.groups, self.width)
+            channels = (arch.first_channels,) + tuple(arch.stage_channels)
+        else:
+            channels = tuple(self.channels)
+        variables, num_classes = weights.convert_state_dict(state_dict, self.groups, channels, repr(self))
+        return variables, dict(weights.REFERENCE_INPUT_HPARAMS, num_classes=num_classes)
+
     def __repr__(self):
-        return "ShuffleNetV1Model(groups=%d, width=%r)" % (self.groups, self.width)
+        channels = "" if self.channels is None else ", channels=%r" % (tuple(self.channels),)
+        return "ShuffleNetV1Model(groups=%d, width=%r%s)" % (self.groups, self.width, channels)
 
 
 for _suffix, (_groups, _width, _params, _macs, _accuracy) in _VARIANTS.items():

@@ -122,12 +122,17 @@ def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl,
 
 
 def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000, grouped_conv_impl="auto",
-                  scope="shufflenet_v1"):
+                  scope="shufflenet_v1", channels=None):
     """Builds ShuffleNetV1 on NHWC float `images` and returns `[N, num_classes]` logits.
 
-    The spatial size must be a multiple of 32 (five stride-2 reductions).
+    The spatial size must be a multiple of 32 (five stride-2 reductions). `channels`, when given,
+    is a custom (first conv, stage 2, stage 3, stage 4) plan replacing the variant's table entry
+    (e.g. a tiny-width test variant); the variable names do not change.
     """
-    arch = architecture(groups, width)
+    if channels is None:
+        arch = architecture(groups, width)
+    else:
+        arch = Architecture(groups, width, channels[0], tuple(channels[1:]))
     _, height, width_px, _ = images.shape.as_list()
     if height is None or width_px is None or height % 32 or width_px % 32:
         raise ValueError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s"

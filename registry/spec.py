@@ -10,6 +10,14 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
     metadata   mapping of descriptive facts; `description` is required, `paper`, `params`, `macs`,
                `reference_top1`, ... are shown when present
     presets    (optional) mapping: preset name -> hparam overrides
+    preprocess_image(image_bytes, hparams) -> float32 [S, S, 3]
+               (optional) the eval transform of one encoded image; `zoo-run predict` and the
+               serving signature of `zoo-run export` need it
+    convert_state_dict(state_dict, hparams) -> (variables, hparam_overrides)
+               (optional) foreign weights ({name: numpy array}, e.g. a PyTorch state_dict read by
+               registry.deploy.torch_checkpoint) -> {TF variable name: array} and the hparams that
+               go with them (number of classes, input convention); raises a ZooError naming the
+               first tensor that does not fit. `zoo-run import-weights` needs it
 
 `hparams` is a plain mapping: `default_hparams()` after the user's overrides. `mode` is a
 `tf.estimator.ModeKeys` value.

@@ -1,5 +1,116 @@
 """`zoo-run predict`, `zoo-run export`, `zoo-run import-weights`."""
+import argparse
+import json
+import os
+
+from registry import discovery, hparams as hp
+from registry.errors import ZooError
+
+
+def _quiet_tensorflow():
+    from registry.cli import _quiet_tensorflow as quiet
+    return quiet()
+
+
+def model_dir_hparams(model, model_dir, set_args=()):
+    """The model dir's effective hparams (hparams.json over the defaults), then --set overrides."""
+    from registry.engine import results
+    if not os.path.isdir(model_dir):
+        raise ZooError("model dir %s does not exist" % model_dir)
+    saved = results.read_json(model_dir, results.HPARAMS_FILE)
+    if saved is None:
+        raise ZooError("model dir %s has no %s: is it a zoo-run training or import-weights run?"
+                       % (model_dir, results.HPARAMS_FILE))
+    params = hp.apply_overrides(model.default_hparams(), saved, "the model dir's hparams.json")
+    return hp.apply_overrides(params, hp.parse_set_args(set_args), "--set")
+
+
+def cmd_import_weights(args):
+    model = discovery.get_model(args.name)
+    params = hp.resolve(model, None, None, args.set)
+    _quiet_tensorflow()
+    from registry.deploy.import_weights import import_weights
+    import_weights(model, args.source, args.model_dir, params)
+    print("next: zoo-run eval %s --model_dir %s --data_path DATA   |   zoo-run predict %s --model_dir %s IMAGE"
+          % (args.name, args.model_dir, args.name, args.model_dir))
+    return 0
+
+
+def cmd_export(args):
+    model = discovery.get_model(args.name)
+    params = model_dir_hparams(model, args.model_dir, args.set)
+    _quiet_tensorflow()
+    from registry.deploy.export import export
+    export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
+           name=args.name, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_predict(args):
+    model = discovery.get_model(args.name)
+    params = model_dir_hparams(model, args.model_dir, args.set)
+    _quiet_tensorflow()
+    from registry.deploy import predict
+    results, checkpoint, source = predict.predict(model, params, args.model_dir, args.images, top_k=args.top_k,
+                                                  labels=args.labels, checkpoint=args.checkpoint)
+    if args.json:
+        print(json.dumps({"checkpoint": checkpoint, "labels": source, "results": results}, indent=2))
+    else:
+        print("%s, %s" % (checkpoint, "class names from %s" % source if source else
+                          "no class names (pass --labels DATA_DIR/labels.txt)"))
+        print(predict.format_table(results))
+    return 0
+
+
+def _set_argument(parser, help_text):
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help=help_text)
 
 
 def register(subparsers):
-    """Adds the deployment subcommands (none yet)."""
+    """Adds predict, export and import-weights to zoo-run's subcommands."""
+    p = subparsers.add_parser(
+        "predict", help="top-5 classes of image files with a trained model",
+        description="Classifies JPEG/PNG files with the model dir's latest checkpoint, applying the model dir's "
+                    "input convention (hparams.json). Class names come from --labels, else the model dir's "
+                    "labels.txt, else ImageNet's list when the model has 1000 classes.")
+    p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG)")
+    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
+    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--labels", metavar="FILE_OR_DATA_DIR",
+                   help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
+    p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _set_argument(p, "override one of the model dir's hparams (repeatable)")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser(
+        "export", help="SavedModel (serving) and frozen graph (Ascend ATC) of a trained model",
+        description="Writes OUTPUT/saved_model (signatures serving_default: encoded image bytes -> classes, "
+                    "probabilities; predict_images: preprocessed float32 [N,H,W,3] -> logits, probabilities, "
+                    "classes), OUTPUT/frozen_graph.pb (fixed input 'input' [batch,H,W,3], outputs 'logits', "
+                    "'probabilities', 'classes') and OUTPUT/export_info.json.",
+        epilog="Ascend: atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
+               "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
+    p.add_argument("--output", required=True, help="directory to write the exports into")
+    p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
+    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT/saved_model")
+    _set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser(
+        "import-weights", help="official PyTorch weights -> a model dir (eval, predict, export, warm start)",
+        description="Reads a torch.save checkpoint ({'state_dict': ...}, DataParallel 'module.' keys; zip or "
+                    "legacy format) without torch and without running any code in it, maps every tensor by name "
+                    "and shape, and writes MODEL_DIR/model.ckpt-0 with hparams.json recording the weights' input "
+                    "convention.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  zoo-run import-weights shufflenetv1_g3 --from ShuffleNetV1-1.0x-g3.pth.tar "
+               "--model_dir runs/g3-megvii")
+    p.add_argument("name", help="registered model name of the checkpoint's variant, e.g. shufflenetv1_g3")
+    p.add_argument("--from", dest="source", required=True, metavar="FILE", help="the PyTorch checkpoint")
+    p.add_argument("--model_dir", required=True, help="a new directory for the TF checkpoint")
+    _set_argument(p, "override a default hparam recorded with the weights (repeatable)")
+    p.set_defaults(func=cmd_import_weights)

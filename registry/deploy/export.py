@@ -1,0 +1,160 @@
+"""A trained model dir -> a SavedModel for serving and a frozen inference graph for Ascend ATC.
+
+OUTPUT/saved_model/            SavedModel (tag `serve`) with two signatures:
+    serving_default   image_bytes: string [N] (encoded JPEG/PNG)     -> classes int32 [N], probabilities [N, K]
+    predict_images    images: float32 [N, S, S, 3] preprocessed     -> logits, probabilities [N, K], classes [N]
+OUTPUT/frozen_graph.pb         GraphDef, variables folded into constants, fixed input shape:
+    input: `input` float32 [batch, S, S, 3] (NHWC, preprocessed) -> `logits`, `probabilities`, `classes`
+OUTPUT/export_info.json        node names, shapes, the checkpoint and the hparams (input convention)
+OUTPUT/class_names.txt         one class name per line, line i = class index i (when the model has names)
+
+The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transform) is what
+`serving_default` runs on each image; `predict_images` and the frozen graph expect its output.
+Grouped convolutions are exported as block-diagonal dense kernels (they run on any device; the
+`native` grouped op needs a GPU) unless the hparams force another implementation.
+"""
+import collections
+import json
+import os
+import shutil
+
+from registry.deploy import labels as labels_mod
+from registry.errors import ZooError
+
+SAVED_MODEL_DIR = "saved_model"
+FROZEN_GRAPH = "frozen_graph.pb"
+EXPORT_INFO = "export_info.json"
+CLASS_NAMES = "class_names.txt"
+INPUT_NODE = "input"
+OUTPUT_NODES = ("logits", "probabilities", "classes")
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+
+
+def export_hparams(hparams):
+    """Inference hparams of an export: 'auto' grouped convolutions become the portable block-diagonal form."""
+    hparams = dict(hparams)
+    if hparams.get("grouped_conv_impl", "auto") == "auto":
+        hparams["grouped_conv_impl"] = "block_diagonal"
+    return hparams
+
+
+def _heads(tf, logits):
+    logits = tf.cast(logits, tf.float32)
+    return (tf.identity(logits, name="logits"), tf.nn.softmax(logits, name="probabilities"),
+            tf.argmax(logits, axis=1, output_type=tf.int32, name="classes"))
+
+
+def _restore(tf, sess, checkpoint):
+    tf1 = tf.compat.v1
+    tf1.train.Saver(var_list=tf1.global_variables()).restore(sess, checkpoint)
+
+
+def write_saved_model(model, hparams, checkpoint, path):
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    preprocess = getattr(model, "preprocess_image", None)
+    if not callable(preprocess):
+        raise ZooError("%r publishes no preprocess_image(image_bytes, hparams): the serving signature "
+                       "cannot decode images" % (model,))
+    size = int(hparams["image_size"])
+    with tf.Graph().as_default():
+        image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
+        images = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
+        decoded = tf.map_fn(lambda b: preprocess(b, hparams), image_bytes, dtype=tf.float32, back_prop=False)
+        decoded.set_shape([None, size, size, 3])
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
+            with tf1.name_scope("images"):
+                logits, probabilities, classes = _heads(tf, model.build_model(images, False, hparams))
+            with tf1.name_scope("serving"):
+                _, serving_probabilities, serving_classes = _heads(tf, model.build_model(decoded, False, hparams))
+        info = tf1.saved_model.utils.build_tensor_info
+        signatures = {
+            SERVING_SIGNATURE: tf1.saved_model.signature_def_utils.build_signature_def(
+                inputs={"image_bytes": info(image_bytes)},
+                outputs={"classes": info(serving_classes), "probabilities": info(serving_probabilities)},
+                method_name=tf1.saved_model.signature_constants.PREDICT_METHOD_NAME),
+            IMAGES_SIGNATURE: tf1.saved_model.signature_def_utils.build_signature_def(
+                inputs={"images": info(images)},
+                outputs={"logits": info(logits), "probabilities": info(probabilities), "classes": info(classes)},
+                method_name=tf1.saved_model.signature_constants.PREDICT_METHOD_NAME),
+        }
+        with tf1.Session() as sess:
+            _restore(tf, sess, checkpoint)
+            builder = tf1.saved_model.Builder(path)
+            builder.add_meta_graph_and_variables(sess, [tf1.saved_model.tag_constants.SERVING],
+                                                 signature_def_map=signatures, strip_default_attrs=True)
+            builder.save()
+    return path
+
+
+def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    size = int(hparams["image_size"])
+    with tf.Graph().as_default() as graph:
+        images = tf1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
+        _heads(tf, model.build_model(images, False, hparams))
+        with tf1.Session() as sess:
+            _restore(tf, sess, checkpoint)
+            frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(OUTPUT_NODES))
+    with open(path, "wb") as f:
+        f.write(frozen.SerializeToString())
+    return path, len(frozen.node)
+
+
+def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False, log=print):
+    """Writes OUTPUT/{saved_model, frozen_graph.pb, export_info.json[, labels.txt]}; returns the info dict."""
+    import tensorflow as tf
+    from registry.engine.warm_start import resolve_checkpoint
+    if batch_size < 1:
+        raise ZooError("--batch_size must be >= 1, got %d" % batch_size)
+    checkpoint = resolve_checkpoint(checkpoint or model_dir)
+    hparams = export_hparams(hparams)
+    saved_model = os.path.join(output, SAVED_MODEL_DIR)
+    if os.path.exists(saved_model):
+        if not overwrite:
+            raise ZooError("%s already exists: choose another --output or pass --overwrite" % saved_model)
+        shutil.rmtree(saved_model)
+    os.makedirs(output, exist_ok=True)
+    write_saved_model(model, hparams, checkpoint, saved_model)
+    frozen, nodes = write_frozen_graph(model, hparams, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
+    size = int(hparams["image_size"])
+    names, source = labels_mod.class_names(int(hparams["num_classes"]), int(hparams.get("label_offset", 1)),
+                                           model_dir=model_dir)
+    labels_path = None
+    if source:
+        labels_path = os.path.join(output, CLASS_NAMES)
+        with open(labels_path, "w") as f:
+            f.write("".join(n + "\n" for n in names))
+    info = collections.OrderedDict([
+        ("model", name or repr(model)),
+        ("checkpoint", checkpoint),
+        ("tensorflow", tf.__version__),
+        ("saved_model", collections.OrderedDict([
+            ("path", saved_model), ("tags", ["serve"]),
+            ("signatures", {
+                SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG"},
+                                    "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"}},
+                IMAGES_SIGNATURE: {"inputs": {"images": "float32 [N, %d, %d, 3] preprocessed" % (size, size)},
+                                   "outputs": {"logits": "float32 [N, K]", "probabilities": "float32 [N, K]",
+                                               "classes": "int32 [N]"}}})])),
+        ("frozen_graph", collections.OrderedDict([
+            ("path", frozen), ("nodes", nodes),
+            ("input", {"name": INPUT_NODE, "tensor": INPUT_NODE + ":0", "dtype": "float32", "format": "NHWC",
+                       "shape": [batch_size, size, size, 3]}),
+            ("outputs", {n: n + ":0" for n in OUTPUT_NODES}),
+            ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size))])),
+        ("class_names", labels_path),
+        ("labels_source", source),
+        ("hparams", hparams),
+    ])
+    with open(os.path.join(output, EXPORT_INFO), "w") as f:
+        json.dump(info, f, indent=2)
+    log("Exported %s\n  SavedModel   %s  (signatures: %s, %s)\n  frozen graph %s  (input %s float32 %s, outputs %s)"
+        % (checkpoint, saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, frozen, INPUT_NODE,
+           info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES)))
+    log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
+        "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"
+        % (frozen, info["frozen_graph"]["atc_input_shape"], os.path.join(output, "model")))
+    return info

@@ -1,0 +1,99 @@
+"""Top-k classes of image files with a trained model dir (its latest checkpoint and hparams.json).
+
+Each file is checked to be an image (JPEG, PNG, GIF or BMP by its signature) before anything runs;
+it is decoded and transformed by the plugin's `preprocess_image` (its eval transform, with the
+model dir's input convention), then classified.
+"""
+import collections
+import os
+
+from registry.deploy import labels as labels_mod
+from registry.errors import ZooError
+
+# file signatures of the formats tf.io.decode_image reads
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"))
+
+
+def image_format(data):
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return None
+
+
+def read_image(path):
+    """(bytes, format) of an image file; a ZooError that says why for anything else."""
+    if not os.path.isfile(path):
+        raise ZooError("image %s does not exist" % path)
+    with open(path, "rb") as f:
+        data = f.read()
+    kind = image_format(data)
+    if kind is None:
+        raise ZooError("%s is not an image: JPEG or PNG expected (it starts with %r)" % (path, data[:8]))
+    return data, kind
+
+
+class Predictor(object):
+    """A graph holding the model restored from `checkpoint`; `__call__(image bytes)` -> (probabilities, logits)."""
+
+    def __init__(self, model, hparams, checkpoint):
+        import tensorflow as tf
+        tf1 = tf.compat.v1
+        preprocess = getattr(model, "preprocess_image", None)
+        if not callable(preprocess):
+            raise ZooError("%r publishes no preprocess_image(image_bytes, hparams): cannot predict on image files"
+                           % (model,))
+        self._tf = tf
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.image_bytes = tf1.placeholder(tf.string, [], name="image_bytes")
+            image = preprocess(self.image_bytes, hparams)
+            logits = tf.cast(model.build_model(tf.expand_dims(image, 0), False, hparams), tf.float32)
+            self.logits = logits[0]
+            self.probabilities = tf.nn.softmax(logits)[0]
+            self.session = tf1.Session(graph=self.graph)
+            tf1.train.Saver(var_list=tf1.global_variables()).restore(self.session, checkpoint)
+
+    def __call__(self, data, source="image"):
+        try:
+            return self.session.run([self.probabilities, self.logits], {self.image_bytes: data})
+        except self._tf.errors.InvalidArgumentError as err:
+            raise ZooError("%s could not be decoded as an image (%s)" % (source, str(err.message).split("\n")[0]))
+
+    def close(self):
+        self.session.close()
+
+
+def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None):
+    """[{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path."""
+    from registry.engine.warm_start import resolve_checkpoint
+    images = [(path,) + read_image(path) for path in paths]  # every file checked before the graph is built
+    checkpoint = resolve_checkpoint(checkpoint or model_dir)
+    num_classes = int(hparams["num_classes"])
+    names, source = labels_mod.class_names(num_classes, int(hparams.get("label_offset", 1)), labels, model_dir)
+    predictor = Predictor(model, hparams, checkpoint)
+    results = []
+    try:
+        for path, data, kind in images:
+            probabilities, _ = predictor(data, path)
+            order = probabilities.argsort()[::-1][:min(top_k, num_classes)]
+            results.append(collections.OrderedDict([
+                ("image", path), ("format", kind),
+                ("predictions", [collections.OrderedDict([
+                    ("rank", rank + 1), ("class", int(c)), ("name", names[c]),
+                    ("probability", float(probabilities[c]))]) for rank, c in enumerate(order)]),
+            ]))
+    finally:
+        predictor.close()
+    return results, checkpoint, source
+
+
+def format_table(results):
+    lines = []
+    for result in results:
+        lines.append("%s (%s)" % (result["image"], result["format"]))
+        lines.append("  %-4s %-11s %-6s %s" % ("rank", "probability", "class", "name"))
+        for p in result["predictions"]:
+            lines.append("  %-4d %-11.4f %-6d %s" % (p["rank"], p["probability"], p["class"], p["name"]))
+    return "\n".join(lines)
