@@ -104,6 +104,32 @@ def pipeline_rate(data_path, hparams, seconds, session_config):
         return _rate(fetch, hparams["batch_size"], seconds, 10, session_config)
 
 
+def stage_rate(data_path, hparams, stage, seconds, session_config):
+    """The train pipeline cut after `stage` ('crop': fused decode-and-crop; 'resize': + flip and
+    resize), same reading, threads and batching: where the time goes."""
+    import tensorflow as tf
+    from registry.data import pipeline, tfrecord, transforms
+    size = hparams["image_size"]
+
+    def preprocess(record, seed):
+        parsed = tfrecord.parse_record(record, 1, hparams["num_classes"])
+        image = transforms.decode_and_random_crop(parsed["image"], parsed["bbox"],
+                                                  area_range=(hparams["crop_area_min"], 1.0))
+        if stage == "crop":
+            return tf.shape(image)[0], parsed["label"]
+        image = transforms.resize(transforms.random_flip_left_right(image), size, size)
+        image.set_shape([size, size, 3])
+        return image, parsed["label"]
+
+    with tf.Graph().as_default():
+        files = tfrecord.list_split_files(data_path, "train")
+        data = pipeline.build_dataset(files, True, preprocess, hparams["batch_size"],
+                                      shuffle_buffer=hparams["shuffle_buffer"])
+        images, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
+        fetch = [tf.reshape(images, [-1])[0], labels[0]]
+        return _rate(fetch, hparams["batch_size"], seconds, 10, session_config)
+
+
 def run(args):
     import tensorflow as tf
     from modelzoo_shufflenet.models import _DEFAULT_HPARAMS
@@ -127,6 +153,11 @@ def run(args):
         full.append(pipeline_rate(args.data_path, hparams, args.seconds, config))
         print("round %d: bare decode %7.1f images/sec   train pipeline %7.1f images/sec   (%.0f%%)"
               % (r + 1, decode[-1], full[-1], 100.0 * full[-1] / decode[-1]))
+    if args.stages:
+        crop = stage_rate(args.data_path, hparams, "crop", args.seconds, config)
+        resize = stage_rate(args.data_path, hparams, "resize", args.seconds, config)
+        print("stages: decode-and-crop only %.1f, + flip and resize %.1f, + normalise (full) %.1f images/sec"
+              % (crop, resize, full[-1]))
     best_decode, best_full = max(decode), max(full)
     print("bare JPEG decode : %7.1f images/sec (best of %d)" % (best_decode, args.rounds))
     print("train pipeline   : %7.1f images/sec (best of %d) = %.0f%% of the decode rate"
@@ -150,6 +181,7 @@ def main(argv=None):
     p.add_argument("--num_classes", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--stages", action="store_true", help="also time the pipeline cut after crop and after resize")
     args = parser.parse_args(argv)
     if args.command == "make-photos":
         make_photos(args.out, args.count, args.seed, args.shards)
