@@ -1,10 +1,10 @@
 """Training progress: a readable line every few seconds, a JSON record per report, TensorBoard images/sec."""
-import json
-import os
 import sys
 import time
 
 import tensorflow as tf
+
+from registry.engine import results
 
 tf1 = tf.compat.v1
 
@@ -78,13 +78,8 @@ class ProgressHook(tf1.train.SessionRunHook):
         print(line, file=self._stream)
         self._stream.flush()
         if self._model_dir:
-            with open(os.path.join(self._model_dir, TRAIN_LOG), "a") as f:
-                f.write(json.dumps(record) + "\n")
+            results.append_jsonl(self._model_dir, TRAIN_LOG, record)
 
 
 def read_train_log(model_dir):
-    path = os.path.join(model_dir, TRAIN_LOG)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return results.read_jsonl(model_dir, TRAIN_LOG)

@@ -1,4 +1,5 @@
-"""Evaluation records in the model dir: every result in `eval_history.jsonl`, the latest in
+"""Run records in the model dir (JSON, written atomically or appended as JSON lines). Evaluations:
+every result in `eval_history.jsonl`, the latest in
 `eval_results.json` (keys top1, top5, loss, num_images, global_step; fractions, not percents)."""
 import json
 import os
@@ -20,8 +21,7 @@ def write_json(model_dir, name, obj):
 def write_eval_result(model_dir, record, history=True):
     write_json(model_dir, EVAL_RESULTS, record)
     if history:
-        with open(os.path.join(model_dir, EVAL_HISTORY), "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_jsonl(model_dir, EVAL_HISTORY, record)
 
 
 def read_json(model_dir, name):
@@ -32,12 +32,22 @@ def read_json(model_dir, name):
         return json.load(f)
 
 
-def read_eval_history(model_dir):
-    path = os.path.join(model_dir, EVAL_HISTORY)
+def append_jsonl(model_dir, name, record):
+    with open(os.path.join(model_dir, name), "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(model_dir, name):
+    """The records of a JSON-lines file in the model dir ([] when there is none)."""
+    path = os.path.join(model_dir, name)
     if not os.path.exists(path):
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_eval_history(model_dir):
+    return read_jsonl(model_dir, EVAL_HISTORY)
 
 
 def write_hparams(model_dir, hparams):
