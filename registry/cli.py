@@ -86,7 +86,7 @@ def cmd_describe(args):
 def _resolve_run(args, saved=None):
     """(model, hparams, data_path) of a train/eval command; no --data_path means the bundled demo data."""
     model = discovery.get_model(args.name)
-    data_path, preset = args.data_path, args.preset
+    data_path, preset = args.data_path, getattr(args, "preset", None)
     if saved is not None:  # eval: the model dir's effective hparams are the base
         params = hp.apply_overrides(model.default_hparams(), saved, "the model dir's hparams.json")
         params = hp.apply_overrides(params, hp.load_yaml(args.config) if args.config else {}, args.config)
@@ -185,8 +185,9 @@ def add_device_arguments(parser):
     group.add_argument("--profiling", metavar="DIR", help="NPU: write a training-trace profile to DIR")
 
 
-def add_hparam_arguments(parser):
-    parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
+def add_hparam_arguments(parser, preset=True):
+    if preset:
+        parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                         help="override one hparam (repeatable), typed like its default")
@@ -241,7 +242,7 @@ def build_parser():
     p.add_argument("--model_dir", required=True, help="the training run's directory")
     p.add_argument("--data_path", help="directory of TF-slim TFRecords (default: the bundled demo data)")
     p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
-    add_hparam_arguments(p)
+    add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
 
