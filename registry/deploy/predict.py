@@ -65,10 +65,28 @@ class Predictor(object):
         self.session.close()
 
 
+def check_decodable(images):
+    """Decodes every (path, bytes, format) once with a small graph: a corrupt file is named before the model
+    is built."""
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        data = tf1.placeholder(tf.string, [])
+        shape = tf.shape(tf.io.decode_image(data, channels=3, expand_animations=False))
+        with tf1.Session() as sess:
+            for path, content, _ in images:
+                try:
+                    sess.run(shape, {data: content})
+                except tf.errors.InvalidArgumentError as err:
+                    raise ZooError("%s could not be decoded as an image (%s)"
+                                   % (path, str(err.message).split("\n")[0]))
+
+
 def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None):
     """[{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path."""
     from registry.engine.warm_start import resolve_checkpoint
-    images = [(path,) + read_image(path) for path in paths]  # every file checked before the graph is built
+    images = [(path,) + read_image(path) for path in paths]  # every file checked before the model is built
+    check_decodable(images)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
     num_classes = int(hparams["num_classes"])
     names, source = labels_mod.class_names(num_classes, int(hparams.get("label_offset", 1)), labels, model_dir)
