@@ -47,22 +47,22 @@ class ProgressHook(tf1.train.SessionRunHook):
         return tf1.train.SessionRunArgs(dict(self._tensors, step=self._step_tensor))
 
     def after_run(self, run_context, run_values):
-        results = run_values.results
-        step = int(results["step"]) + 1
+        values = run_values.results
+        step = int(values["step"]) + 1
         now = time.time()
         if self._last_time is None:
             self._last_time, self._last_step = now, step
-            self._report(results, step, None)
+            self._report(values, step, None)
             return
         if now - self._last_time >= self._every_secs or step >= self._plan.total_steps:
             steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
             self._last_time, self._last_step = now, step
-            self._report(results, step, steps_per_sec)
+            self._report(values, step, steps_per_sec)
 
-    def _report(self, results, step, steps_per_sec):
+    def _report(self, values, step, steps_per_sec):
         plan = self._plan
-        record = {"step": step, "epoch": round(plan.epoch(step), 4), "loss": float(results["loss"]),
-                  "lr": float(results["lr"]), "train_accuracy": float(results["train_accuracy"]),
+        record = {"step": step, "epoch": round(plan.epoch(step), 4), "loss": float(values["loss"]),
+                  "lr": float(values["lr"]), "train_accuracy": float(values["train_accuracy"]),
                   "time": time.time()}
         line = "step %d/%d  epoch %.2f/%.4g  loss %.4f  lr %.5g" % (
             step, plan.total_steps, plan.epoch(step), plan.total_steps / float(plan.steps_per_epoch),
