@@ -135,6 +135,7 @@ def test_train_and_eval_commands_write_eval_results(tmp_path, zoo_run):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert out.returncode == 0, out.stdout
     assert "No --data_path: using the bundled demo data" in out.stdout
+    assert os.path.exists(os.path.join(model_dir, "labels.txt"))  # the class names, for predict
     os.remove(os.path.join(model_dir, results.EVAL_RESULTS))
     out = subprocess.run([zoo_run, "eval", "shufflenetv1_g3", "--model_dir", model_dir],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)

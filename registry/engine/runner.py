@@ -4,12 +4,15 @@ Resume is automatic (the model dir's latest checkpoint wins, and the run says so
 learning rate is a function of the global step, so a resumed run continues the same curve.
 """
 import contextlib
+import os
 import re
+import shutil
 import statistics
 import time
 
 import tensorflow as tf
 
+from registry.data.tfrecord import LABELS_FILENAME
 from registry.engine import devices, hooks, results, schedule, warm_start as ws
 from registry.engine.model_fn import build_model_fn
 from registry.errors import DataError, ZooError
@@ -119,6 +122,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         tf1.gfile.MakeDirs(model_dir)
     _check_hparams_change(model_dir, hparams, log)
     results.write_hparams(model_dir, hparams)
+    labels = os.path.join(data_path or "", LABELS_FILENAME)
+    if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
+        shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
 
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
