@@ -55,7 +55,7 @@ _PRESETS = {
     # The bundled digits (registry.data.demo): about 99% held-out top-1 in a few minutes on 2 CPU cores.
     # A peak lr above ~0.03 at batch 64 destabilises the reference init (first conv std 0.01 under BN).
     "demo": dict(DEMO_HPARAMS, batch_size=64, base_batch_size=64, learning_rate=0.02, lr_schedule="cosine",
-                 warmup_epochs=1.0, epochs=20.0, weight_decay=5e-5, crop_area_min=0.8, eval_every_epochs=10.0,
+                 warmup_epochs=1.0, epochs=30.0, weight_decay=5e-5, crop_area_min=0.8, eval_every_epochs=10.0,
                  save_checkpoints_steps=200, seed=0),
 }
 
