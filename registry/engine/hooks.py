@@ -42,6 +42,7 @@ class ProgressHook(tf1.train.SessionRunHook):
 
     def after_create_session(self, session, coord):
         self._last_time = None  # the first step includes graph warm-up: measure from its end
+        self._latest = None
 
     def before_run(self, run_context):
         return tf1.train.SessionRunArgs(dict(self._tensors, step=self._step_tensor))
@@ -50,14 +51,22 @@ class ProgressHook(tf1.train.SessionRunHook):
         values = run_values.results
         step = int(values["step"]) + 1
         now = time.time()
+        self._latest = (values, step, now)
         if self._last_time is None:
             self._last_time, self._last_step = now, step
             self._report(values, step, None)
-            return
-        if now - self._last_time >= self._every_secs or step >= self._plan.total_steps:
-            steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
-            self._last_time, self._last_step = now, step
-            self._report(values, step, steps_per_sec)
+        elif now - self._last_time >= self._every_secs:
+            self._report_since_last(values, step, now)
+
+    def end(self, session):
+        """Reports the steps since the last report, so every train call ends with its figures."""
+        if self._latest and self._latest[1] > self._last_step:
+            self._report_since_last(*self._latest)
+
+    def _report_since_last(self, values, step, now):
+        steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        self._report(values, step, steps_per_sec)
 
     def _report(self, values, step, steps_per_sec):
         plan = self._plan
