@@ -88,6 +88,8 @@ def _depthwise3x3(x, stride, name):
     with tf1.variable_scope(name):
         # Reference init: std = 1 / (in_channels / groups) = 1 for a depthwise conv.
         kernel = tf1.get_variable("depthwise_kernel", [3, 3, channels, 1], initializer=_normal(1.0))
+    if stride == 1:  # 'SAME' pads 1 on every side here: the same as PyTorch, without a pad op
+        return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
     return tf.nn.depthwise_conv2d(_pad(x, 1), kernel, [1, stride, stride, 1], "VALID")
 
 
