@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from registry import discovery, hparams as hp
+from registry import discovery, hparams as hp, spec
 from registry.errors import ZooError
 
 EPILOG = """examples:
@@ -32,7 +32,8 @@ def _level_text(level):
 def cmd_list(args):
     plugins = discovery.load_all()
     if not plugins:
-        print(discovery.unknown_name_message("", []).split(" ", 3)[-1])
+        print("No network is registered in the %r entry-point group; install a plugin "
+              "(e.g. `pip install .` in this repository)." % spec.ENTRY_POINT_GROUP)
         return 1
     rows = [("NAME", "DESCRIPTION", "LEVEL")]
     for p in plugins:
