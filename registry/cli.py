@@ -89,9 +89,7 @@ def _resolve_run(args, saved=None):
     model = discovery.get_model(args.name)
     data_path, preset = args.data_path, getattr(args, "preset", None)
     if saved is not None:  # eval: the model dir's effective hparams are the base
-        params = hp.apply_overrides(model.default_hparams(), saved, "the model dir's hparams.json")
-        params = hp.apply_overrides(params, hp.load_yaml(args.config) if args.config else {}, args.config)
-        params = hp.apply_overrides(params, hp.parse_set_args(args.set), "--set")
+        params = hp.resolve(model, None, args.config, args.set, saved=saved)
     else:
         if data_path is None and not getattr(args, "synthetic", False) and preset is None:
             preset = "demo" if "demo" in getattr(model, "presets", {}) else None

@@ -92,9 +92,12 @@ def load_yaml(path):
     return data
 
 
-def resolve(model, preset=None, config_file=None, set_args=None):
-    """The effective hparams of `model`: its defaults, then preset, YAML file and --set pairs."""
+def resolve(model, preset=None, config_file=None, set_args=None, saved=None):
+    """The effective hparams of `model`: its defaults, then a model dir's saved hparams (`saved`),
+    preset, YAML file and --set pairs."""
     hparams = model.default_hparams()
+    if saved:
+        hparams = apply_overrides(hparams, saved, "the model dir's hparams.json")
     if preset:
         presets = getattr(model, "presets", {})
         if preset not in presets:

@@ -21,8 +21,7 @@ def model_dir_hparams(model, model_dir, set_args=()):
     if saved is None:
         raise ZooError("model dir %s has no %s: is it a zoo-run training or import-weights run?"
                        % (model_dir, results.HPARAMS_FILE))
-    params = hp.apply_overrides(model.default_hparams(), saved, "the model dir's hparams.json")
-    return hp.apply_overrides(params, hp.parse_set_args(set_args), "--set")
+    return hp.resolve(model, set_args=set_args, saved=saved)
 
 
 def cmd_import_weights(args):
