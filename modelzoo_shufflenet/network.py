@@ -79,7 +79,7 @@ def _batch_norm(x, is_training, name):
 def _conv3x3(x, out_channels, stride, name, stddev):
     in_channels = x.shape.as_list()[-1]
     with tf1.variable_scope(name):
-        kernel = tf1.get_variable("kernel", [3, 3, in_channels, out_channels], initializer=_normal(stddev))
+        kernel = tf1.get_variable("kernel", [3, 3, in_channels, out_channels], x.dtype, _normal(stddev))
     return tf.nn.conv2d(_pad(x, 1), kernel, [1, stride, stride, 1], "VALID")
 
 
@@ -87,7 +87,7 @@ def _depthwise3x3(x, stride, name):
     channels = x.shape.as_list()[-1]
     with tf1.variable_scope(name):
         # Reference init: std = 1 / (in_channels / groups) = 1 for a depthwise conv.
-        kernel = tf1.get_variable("depthwise_kernel", [3, 3, channels, 1], initializer=_normal(1.0))
+        kernel = tf1.get_variable("depthwise_kernel", [3, 3, channels, 1], x.dtype, _normal(1.0))
     if stride == 1:  # 'SAME' pads 1 on every side here: the same as PyTorch, without a pad op
         return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
     return tf.nn.depthwise_conv2d(_pad(x, 1), kernel, [1, stride, stride, 1], "VALID")
@@ -96,8 +96,8 @@ def _depthwise3x3(x, stride, name):
 def _group_conv1x1(x, out_channels, groups, name, impl):
     in_channels = x.shape.as_list()[-1]
     with tf1.variable_scope(name):
-        kernel = tf1.get_variable("kernel", [1, 1, in_channels // groups, out_channels],
-                                  initializer=_normal(1.0 / (in_channels // groups)))
+        kernel = tf1.get_variable("kernel", [1, 1, in_channels // groups, out_channels], x.dtype,
+                                  _normal(1.0 / (in_channels // groups)))
     return grouped_conv.conv1x1(x, kernel, groups, impl)
 
 
@@ -127,6 +127,9 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
                   scope="shufflenet_v1", channels=None):
     """Builds ShuffleNetV1 on NHWC float `images` and returns `[N, num_classes]` logits.
 
+    Kernels are requested in the images' dtype (float16 images: float16 compute, under a
+    variable getter that keeps float32 master weights); batch norm keeps float32 parameters.
+
     The spatial size must be a multiple of 32 (five stride-2 reductions). `channels`, when given,
     is a custom (first conv, stage 2, stage 3, stage 4) plan replacing the variant's table entry
     (e.g. a tiny-width test variant); the variable names do not change.
@@ -152,5 +155,5 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
                                  impl=impl, name="stage%d/unit%d" % (stage + 2, unit + 1))
         x = tf.reduce_mean(x, axis=[1, 2], name="global_pool")
         with tf1.variable_scope("classifier"):
-            weights = tf1.get_variable("kernel", [x.shape.as_list()[-1], num_classes], initializer=_normal(0.01))
+            weights = tf1.get_variable("kernel", [x.shape.as_list()[-1], num_classes], x.dtype, _normal(0.01))
         return tf.matmul(x, weights, name="logits")

@@ -176,7 +176,10 @@ def add_device_arguments(parser):
     group.add_argument("--device", choices=DEVICES, default="auto",
                        help="auto: npu when npu_bridge imports, else gpu when TF sees one, else cpu")
     group.add_argument("--precision_mode", choices=PRECISION_MODES,
-                       help="Ascend NPU precision mode (default on npu: allow_mix_precision)")
+                       help="NPU: the Ascend precision mode (default allow_mix_precision). CPU/GPU: float32 "
+                            "(default; force_fp32 or must_keep_origin_dtype), allow_mix_precision (TF's "
+                            "mixed-precision graph rewrite, GPU kernels only, with dynamic loss scaling) or "
+                            "force_fp16 (float16 compute, float32 master weights, dynamic loss scaling)")
     group.add_argument("--iterations_per_loop", type=int, default=1,
                        help="NPU steps per device loop; checkpoint and eval steps are rounded up to multiples")
     group.add_argument("--over_dump", action="store_true", help="NPU: dump overflowing operators (debug)")

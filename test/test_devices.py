@@ -14,8 +14,9 @@ DOUBLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "npu_double")
 def test_cpu_settings_and_npu_only_flags_are_rejected_elsewhere():
     settings = devices.resolve("cpu")
     assert (settings.device, settings.precision_mode, settings.rank_size) == ("cpu", None, 1)
-    with pytest.raises(ZooError, match="--precision_mode allow_mix_precision is an Ascend NPU setting"):
-        devices.resolve("cpu", precision_mode="allow_mix_precision")
+    with pytest.raises(ZooError, match="--precision_mode allow_fp32_to_fp16 is an Ascend NPU setting; on cpu use"):
+        devices.resolve("cpu", precision_mode="allow_fp32_to_fp16")
+    assert devices.resolve("cpu", precision_mode="force_fp16").precision_mode == "force_fp16"
     with pytest.raises(ZooError, match="--precision_mode must be one of allow_mix_precision, allow_fp32_to_fp16"):
         devices.resolve("cpu", precision_mode="fp8")
     with pytest.raises(ZooError, match="Ascend NPU settings"):

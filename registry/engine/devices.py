@@ -5,6 +5,15 @@ is `NPUEstimator` with an `NPURunConfig` (precision mode, iterations per loop, d
 pre-processing on device, parallel gradient all-reduce, dump and profiling), the optimizer is
 wrapped in `NPUDistributedOptimizer` when RANK_SIZE > 1 and, for the reduced-precision modes, in
 `NPULossScaleOptimizer` with dynamic (exponential-update) loss scaling.
+
+Off the NPU the same `--precision_mode` names pick TF's own mixed precision:
+- must_keep_origin_dtype / force_fp32 (the default): float32;
+- allow_mix_precision: TF's automatic mixed-precision graph rewrite plus dynamic loss scaling
+  (`enable_mixed_precision_graph_rewrite`). The rewrite only acts on GPU kernels: on a CPU the
+  graph stays float32 and only the loss scaling runs;
+- force_fp16: explicit float16 compute on any device: the network runs in float16 from
+  float32 master weights (cast at use), with dynamic loss scaling; a step whose gradients
+  overflow is skipped (no variable or global step update) and the scale is halved.
 """
 import collections
 import os
@@ -20,6 +29,10 @@ DEFAULT_NPU_PRECISION = "allow_mix_precision"
 # Modes in which some computation runs in float16, so gradients need loss scaling.
 LOSS_SCALED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
 LOSS_SCALE = dict(init_loss_scale=2 ** 32, incr_every_n_steps=1000, decr_every_n_nan_or_inf=2, decr_ratio=0.5)
+# Off the NPU: TF's DynamicLossScale (halves on every overflow, doubles after `increment_period` good steps).
+TF_LOSS_SCALE = dict(initial_loss_scale=2 ** 15, increment_period=2000, multiplier=2.0)
+FLOAT32_MODES = ("must_keep_origin_dtype", "force_fp32")
+OFF_NPU_MODES = FLOAT32_MODES + ("allow_mix_precision", "force_fp16")
 
 DeviceSettings = collections.namedtuple(
     "DeviceSettings", "device precision_mode iterations_per_loop rank_size rank_id dump_path over_dump "
@@ -53,9 +66,9 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
     if precision_mode is not None and precision_mode not in PRECISION_MODES:
         raise ZooError("--precision_mode must be one of %s, got %r" % (", ".join(PRECISION_MODES), precision_mode))
     if device != "npu":
-        if precision_mode not in (None, "must_keep_origin_dtype", "force_fp32"):
-            raise ZooError("--precision_mode %s is an Ascend NPU setting; on %s training runs in float32"
-                           % (precision_mode, device))
+        if precision_mode not in (None,) + OFF_NPU_MODES:
+            raise ZooError("--precision_mode %s is an Ascend NPU setting; on %s use one of %s"
+                           % (precision_mode, device, ", ".join(OFF_NPU_MODES)))
         if iterations_per_loop != 1 or over_dump or dump_path or profiling_path:
             raise ZooError("iterations_per_loop, dump and profiling are Ascend NPU settings (device is %s)" % device)
     if iterations_per_loop < 1:
@@ -66,6 +79,13 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
     return DeviceSettings(device, precision_mode or (DEFAULT_NPU_PRECISION if device == "npu" else None),
                           iterations_per_loop, rank_size if device == "npu" else 1, rank_id if device == "npu" else 0,
                           dump_path, over_dump, profiling_path)
+
+
+def compute_dtype(settings):
+    """The dtype the network computes in: float16 only for force_fp16 off the NPU (the NPU casts itself)."""
+    if settings is not None and settings.device != "npu" and settings.precision_mode == "force_fp16":
+        return tf.float16
+    return tf.float32
 
 
 def align_steps(settings, steps):
@@ -101,15 +121,29 @@ def make_estimator(settings, model_fn, model_dir, seed, save_checkpoints_steps, 
 
 
 def wrap_optimizer(settings, optimizer):
-    """The optimizer the device needs: all-reduce across cards, dynamic loss scaling in float16 modes."""
-    if settings is None or settings.device != "npu":
-        return optimizer
+    """(optimizer, loss scale tensor or None): all-reduce across cards, dynamic loss scaling in float16 modes."""
+    if settings is None:
+        return optimizer, None
+    if settings.device == "npu":
+        return _wrap_npu_optimizer(settings, optimizer)
+    if settings.precision_mode in (None,) + FLOAT32_MODES:
+        return optimizer, None
+    scale = tf.compat.v1.train.experimental.DynamicLossScale(**TF_LOSS_SCALE)
+    if settings.precision_mode == "allow_mix_precision":
+        optimizer = tf.compat.v1.train.experimental.enable_mixed_precision_graph_rewrite(optimizer, scale)
+    else:
+        optimizer = tf.compat.v1.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, scale)
+    return optimizer, scale()
+
+
+def _wrap_npu_optimizer(settings, optimizer):
     if settings.rank_size > 1:
         from npu_bridge.estimator.npu.npu_optimizer import NPUDistributedOptimizer
         optimizer = NPUDistributedOptimizer(optimizer)
-    if settings.precision_mode in LOSS_SCALED_MODES:
-        from npu_bridge.estimator.npu.npu_loss_scale_manager import ExponentialUpdateLossScaleManager
-        from npu_bridge.estimator.npu.npu_loss_scale_optimizer import NPULossScaleOptimizer
-        manager = ExponentialUpdateLossScaleManager(**LOSS_SCALE)
-        optimizer = NPULossScaleOptimizer(optimizer, manager, is_distributed=settings.rank_size > 1)
-    return optimizer
+    if settings.precision_mode not in LOSS_SCALED_MODES:
+        return optimizer, None
+    from npu_bridge.estimator.npu.npu_loss_scale_manager import ExponentialUpdateLossScaleManager
+    from npu_bridge.estimator.npu.npu_loss_scale_optimizer import NPULossScaleOptimizer
+    manager = ExponentialUpdateLossScaleManager(**LOSS_SCALE)
+    optimizer = NPULossScaleOptimizer(optimizer, manager, is_distributed=settings.rank_size > 1)
+    return optimizer, manager.get_loss_scale()

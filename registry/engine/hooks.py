@@ -76,6 +76,9 @@ class ProgressHook(tf1.train.SessionRunHook):
         line = "step %d/%d  epoch %.2f/%.4g  loss %.4f  lr %.5g" % (
             step, plan.total_steps, plan.epoch(step), plan.total_steps / float(plan.steps_per_epoch),
             record["loss"], record["lr"])
+        if "loss_scale" in values:  # float16 training: the dynamic loss scale shows overflows (halvings)
+            record["loss_scale"] = float(values["loss_scale"])
+            line += "  loss scale %g" % record["loss_scale"]
         if steps_per_sec:
             record["images_per_sec"] = steps_per_sec * plan.global_batch
             eta = (plan.total_steps - step) / steps_per_sec

@@ -27,6 +27,22 @@ def _count_metric(weights):
     return tf.identity(total), update
 
 
+def _float32_master_weights(getter, name, *args, **kwargs):
+    """Variable getter for float16 compute: a float16 request gets a float32 variable, cast at use."""
+    requested = kwargs.get("dtype")
+    if requested != tf.float16:
+        return getter(name, *args, **kwargs)
+    kwargs["dtype"] = tf.float32
+    return tf.cast(getter(name, *args, **kwargs), tf.float16, name=name.split("/")[-1] + "/float16")
+
+
+def _build_logits(model, images, is_training, hparams, dtype):
+    if dtype == tf.float32:
+        return model.build_model(images, is_training, hparams)
+    with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=_float32_master_weights):
+        return model.build_model(tf.cast(images, dtype), is_training, hparams)
+
+
 def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
     """A model_fn for tf.estimator.Estimator.
 
@@ -38,7 +54,7 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
     def model_fn(features, labels, mode, config):
         is_training = mode == tf.estimator.ModeKeys.TRAIN
         images = features["images"] if isinstance(features, dict) else features
-        logits = model.build_model(images, is_training, hparams)
+        logits = _build_logits(model, images, is_training, hparams, devices.compute_dtype(settings))
         logits = tf.cast(logits, tf.float32)
         probabilities = tf.nn.softmax(logits, name="probabilities")
         classes = tf.argmax(logits, axis=1, output_type=tf.int32, name="classes")
@@ -77,7 +93,7 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
         # A NaN/Inf loss fails the step before any update is applied: the last checkpoint stays good.
         loss = tf.debugging.check_numerics(cross_entropy + decay, hooks.NAN_LOSS_MESSAGE)
         learning_rate = plan.learning_rate_tensor(global_step)
-        optimizer = devices.wrap_optimizer(
+        optimizer, loss_scale = devices.wrap_optimizer(
             settings, tf1.train.MomentumOptimizer(learning_rate, hparams.get("momentum", 0.9)))
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) + [step_before_update]):
             train_op = optimizer.minimize(loss, global_step=global_step)
@@ -86,8 +102,11 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
         tf1.summary.scalar("learning_rate", learning_rate)
         tf1.summary.scalar("cross_entropy", cross_entropy)
         tf1.summary.scalar("train_accuracy", train_accuracy)
-        progress = hooks.ProgressHook(plan, step_before_update, {
-            "loss": loss, "lr": learning_rate, "train_accuracy": train_accuracy}, model_dir=config.model_dir)
+        reported = {"loss": loss, "lr": learning_rate, "train_accuracy": train_accuracy}
+        if loss_scale is not None:
+            tf1.summary.scalar("loss_scale", loss_scale)
+            reported["loss_scale"] = loss_scale
+        progress = hooks.ProgressHook(plan, step_before_update, reported, model_dir=config.model_dir)
         return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=[progress])
 
     return model_fn
