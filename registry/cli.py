@@ -110,13 +110,26 @@ def _device_settings(args):
 
 def cmd_train(args):
     model, params, data_path = _resolve_run(args)
+    model_dir = args.model_dir or os.path.join("runs", args.name)
+    if args.workers > 1:
+        if os.environ.get("TF_CONFIG"):
+            raise ZooError("--workers starts local workers with their own TF_CONFIG; unset TF_CONFIG, or drop "
+                           "--workers and start each worker of the TF_CONFIG cluster yourself")
+        if args.device == "npu":
+            raise ZooError("--workers is for CPU/GPU; on Ascend use the RANK_SIZE/RANK_TABLE_FILE launch "
+                           "(test/train_full_8p.sh)")
+        from registry.engine import launcher
+        argv = sys.argv[1:] if args.argv is None else args.argv
+        if "--model_dir" not in " ".join(argv):
+            argv = argv + ["--model_dir", model_dir]
+        return launcher.launch_local(args.workers, argv, model_dir)
     _quiet_tensorflow()
     from registry.engine import runner
     settings = _device_settings(args)
-    model_dir = args.model_dir or os.path.join("runs", args.name)
     runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
                  synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
-                 skip_eval=args.skip_eval, settings=settings)
+                 skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
+                 startup_timeout=args.startup_timeout)
     return 0
 
 
@@ -232,6 +245,15 @@ def build_parser():
     p.add_argument("--synthetic", action="store_true", help="train on in-memory random data (no evaluation)")
     p.add_argument("--max_steps", type=int, help="stop at this global step (the schedule still spans `epochs`)")
     p.add_argument("--skip_eval", action="store_true", help="no evaluation (performance runs)")
+    group = p.add_argument_group("data parallel (MirroredStrategy, MultiWorkerMirroredStrategy)")
+    group.add_argument("--replicas", type=int, default=1,
+                       help="synchronous replicas on this host's devices: N GPUs, or on cpu N virtual CPU "
+                            "devices sharing the cores (for parity checks, not speed)")
+    group.add_argument("--workers", type=int, default=1,
+                       help="start N local worker processes on 127.0.0.1 (synchronous all-reduce; global batch "
+                            "and learning rate scale with N). Multi-host: set TF_CONFIG on each host instead")
+    group.add_argument("--startup_timeout", type=float, default=300.0,
+                       help="seconds a worker waits for its peers before it stops with an error (default 300)")
     add_hparam_arguments(p)
     add_device_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -282,6 +304,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the launcher replays the command line for its workers
     try:
         return args.func(args) or 0
     except ZooError as err:

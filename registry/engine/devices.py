@@ -94,11 +94,13 @@ def align_steps(settings, steps):
     return -(-steps // n) * n
 
 
-def make_estimator(settings, model_fn, model_dir, seed, save_checkpoints_steps, keep_checkpoint_max):
+def make_estimator(settings, model_fn, model_dir, seed, save_checkpoints_steps, keep_checkpoint_max,
+                   train_distribute=None, session_config=None):
     common = dict(model_dir=model_dir, tf_random_seed=seed, save_checkpoints_steps=save_checkpoints_steps,
                   keep_checkpoint_max=keep_checkpoint_max, save_summary_steps=100, log_step_count_steps=100)
     if settings.device != "npu":
-        config = tf.estimator.RunConfig(save_checkpoints_secs=None, **common)
+        config = tf.estimator.RunConfig(save_checkpoints_secs=None, train_distribute=train_distribute,
+                                        session_config=session_config, **common)
         return tf.estimator.Estimator(model_fn, config=config)
     from npu_bridge.estimator.npu.npu_config import DumpConfig, NPURunConfig, ProfilingConfig
     from npu_bridge.estimator.npu.npu_estimator import NPUEstimator

@@ -106,7 +106,9 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
         if loss_scale is not None:
             tf1.summary.scalar("loss_scale", loss_scale)
             reported["loss_scale"] = loss_scale
-        progress = hooks.ProgressHook(plan, step_before_update, reported, model_dir=config.model_dir)
+        # Multi-worker: only the chief keeps the train log (every worker prints its progress).
+        progress = hooks.ProgressHook(plan, step_before_update, reported,
+                                      model_dir=config.model_dir if config.is_chief else None)
         return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op, training_hooks=[progress])
 
     return model_fn

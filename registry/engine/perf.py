@@ -1,8 +1,10 @@
 """Throughput of any registered network: training steps and inference, on real or synthetic data.
 
-The graph is the engine's own (the same model_fn as `zoo-run train`, or the inference graph)
-run in a plain session loop, so the figures are the network's and the input pipeline's, not the
-Estimator's bookkeeping. After warm-up, steps are timed in windows; the median window is reported.
+Training runs the engine's own graph (the same model_fn as `zoo-run train`) in a plain session
+loop, so the figures are the network's and the input pipeline's, not the Estimator's bookkeeping.
+Inference runs the graph `zoo-run export` ships: the eval-mode network frozen (variables made
+constants, so Grappler folds batch norm and the grouped kernels once, not every step). After
+warm-up, steps are timed in windows; the median window is reported.
 """
 import resource
 import statistics
@@ -40,6 +42,18 @@ def _time_windows(session, fetch, warmup_steps, steps, windows):
     return statistics.median(durations), durations
 
 
+def _frozen_inference(model, hparams, images):
+    """Class ids of `images` from the eval-mode network frozen with fresh weights, as export freezes it."""
+    with tf.Graph().as_default() as graph:
+        inputs = tf1.placeholder(images.dtype, images.shape, name="images")
+        tf.argmax(model.build_model(inputs, False, hparams), axis=1, name="classes")
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            frozen = tf1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ["classes"])
+    return tf1.import_graph_def(frozen, input_map={"images:0": images}, return_elements=["classes:0"],
+                                name="frozen")[0]
+
+
 def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5):
     """{images_per_sec, step_time_ms, windows_ms} of TRAIN or PREDICT (inference) steps."""
     batch = hparams["batch_size"]
@@ -51,7 +65,7 @@ def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30,
                 images, labels, ModeKeys.TRAIN, tf.estimator.RunConfig())
             fetch = spec.train_op
         else:
-            fetch = tf.argmax(model.build_model(images, False, hparams), axis=1)
+            fetch = _frozen_inference(model, hparams, images)
         with tf1.Session() as session:
             session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
             median, durations = _time_windows(session, fetch, warmup_steps, steps, windows)

@@ -13,7 +13,7 @@ import time
 import tensorflow as tf
 
 from registry.data.tfrecord import LABELS_FILENAME
-from registry.engine import devices, hooks, results, schedule, warm_start as ws
+from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
 from registry.engine.model_fn import build_model_fn
 from registry.errors import DataError, ZooError
 
@@ -52,7 +52,8 @@ def _input_fn(model, mode, hparams, data_path, synthetic):
     return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context)
 
 
-def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None):
+def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None, train_distribute=None,
+                   session_config=None):
     settings = settings or devices.resolve("cpu")
     plan = plan or schedule.Plan(hparams, settings.rank_size)
     seed = hparams.get("seed", -1)
@@ -60,12 +61,16 @@ def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settin
         settings, build_model_fn(model, hparams, plan, warm_start, settings), model_dir,
         seed=seed if seed is not None and seed >= 0 else None,
         save_checkpoints_steps=devices.align_steps(settings, hparams.get("save_checkpoints_steps", 5000)),
-        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5))
+        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5), train_distribute=train_distribute,
+        session_config=session_config)
 
 
 def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=None, log=print, history=True,
-             settings=None):
-    """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records."""
+             settings=None, replicas=None):
+    """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records.
+
+    `replicas` (default: the device settings' rank size) converts the step into an epoch."""
+    replicas = replicas or (settings.rank_size if settings else 1)
     estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
     if not checkpoint:
@@ -75,7 +80,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
                                      checkpoint_path=checkpoint)
     seconds = time.time() - start
-    plan = schedule.Plan(hparams)
+    plan = schedule.Plan(hparams, replicas)
     step = int(metrics["global_step"])
     record = {"global_step": step, "epoch": round(plan.epoch(step), 4), "top1": float(metrics["top1"]),
               "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
@@ -107,24 +112,28 @@ def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
 
 
 def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=False, eval_every_epochs=None,
-          max_steps=None, skip_eval=False, settings=None, log=print):
+          max_steps=None, skip_eval=False, settings=None, replicas=1,
+          startup_timeout=distribute.DEFAULT_STARTUP_TIMEOUT, log=print):
     """Trains to `epochs` (or stops at `max_steps`), evaluating every `eval_every_epochs` and at the end.
+
+    `replicas` > 1 trains with a MirroredStrategy over that many local devices. With a multi-worker
+    TF_CONFIG in the environment, this process is one worker of a MultiWorkerMirroredStrategy run
+    (see `registry.engine.distribute`).
 
     Writes `run_summary.json` (this run's throughput, loss, accuracy, duration) and returns the
     last eval record (None with synthetic data or `skip_eval`).
     """
     skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
-    plan = schedule.Plan(hparams, settings.rank_size)
+    cluster = distribute.cluster_from_env()
+    if cluster:
+        return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
+                                   settings, startup_timeout, log)
+    strategy, session_config = distribute.mirrored_strategy(settings.device, replicas) if replicas > 1 else (None, None)
+    plan = schedule.Plan(hparams, settings.rank_size * replicas)
     last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
     eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
-    if not tf1.gfile.IsDirectory(model_dir):
-        tf1.gfile.MakeDirs(model_dir)
-    _check_hparams_change(model_dir, hparams, log)
-    results.write_hparams(model_dir, hparams)
-    labels = os.path.join(data_path or "", LABELS_FILENAME)
-    if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
-        shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
+    _prepare_model_dir(model_dir, hparams, data_path, log)
 
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
@@ -146,7 +155,7 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
                plan.schedule))
 
     estimator = make_estimator(model, hparams, model_dir, plan, (warm.checkpoint, warm.assignment) if warm else None,
-                               settings)
+                               settings, strategy, session_config)
     train_input = _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic)
     started, record = time.time(), None
     for target in _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
@@ -162,10 +171,12 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
                 "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
                 % (last or "none (no checkpoint was written yet)"))
         if not skip_eval:
-            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log)
+            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
+                              replicas=plan.num_replicas)
     if record is None and not skip_eval:  # already trained to the end: report the last result
         record = results.read_json(model_dir, results.EVAL_RESULTS) or evaluate(
-            model, hparams, data_path, model_dir, estimator=estimator, log=log)
+            model, hparams, data_path, model_dir, estimator=estimator, log=log,
+            replicas=plan.num_replicas)
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
     elapsed = time.time() - started
     summary = "Done: step %d/%d (epoch %.2f) on %s in %s" % (
@@ -179,14 +190,74 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     return record
 
 
+def _prepare_model_dir(model_dir, hparams, data_path, log):
+    if not tf1.gfile.IsDirectory(model_dir):
+        tf1.gfile.MakeDirs(model_dir)
+    _check_hparams_change(model_dir, hparams, log)
+    results.write_hparams(model_dir, hparams)
+    labels = os.path.join(data_path or "", LABELS_FILENAME)
+    if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
+        shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
+
+
+def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval, settings,
+                        startup_timeout, log):
+    """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers;
+    the chief (worker 0) then evaluates the final checkpoint and writes the run summary."""
+    if settings.device == "npu":
+        raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
+                       "(NPUDistributedOptimizer)")
+    chief = cluster.index == 0
+    distribute.check_own_port(cluster)
+    strategy = distribute.make_strategy()
+    plan = schedule.Plan(hparams, strategy.num_replicas_in_sync)
+    last_step = min(plan.total_steps, max_steps or plan.total_steps)
+    if chief:
+        _prepare_model_dir(model_dir, hparams, data_path, log)
+    start_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
+        % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
+           strategy.num_replicas_in_sync, plan.global_batch, plan.peak_lr))
+    estimator = make_estimator(model, hparams, model_dir, plan, settings=settings, train_distribute=strategy)
+    watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
+    train_spec = tf.estimator.TrainSpec(
+        _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic), max_steps=last_step,
+        hooks=[distribute.FirstStepHook(watchdog.cancel), distribute.WeightsFingerprintHook(model_dir, cluster.index)])
+    eval_spec = tf.estimator.EvalSpec(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False), steps=None)
+    started = time.time()
+    try:
+        with data_errors():
+            tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+    finally:
+        watchdog.cancel()
+    elapsed = time.time() - started
+    if not chief:
+        log("worker %d done in %s" % (cluster.index, hooks.format_duration(elapsed)))
+        return None
+    record = None
+    with distribute.without_tf_config():
+        if not skip_eval and not synthetic:
+            record = evaluate(model, hparams, data_path, model_dir, log=log, settings=settings,
+                              replicas=plan.num_replicas)
+    final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    log("Done: step %d/%d on %d workers in %s%s; model dir %s" % (
+        final_step, plan.total_steps, len(cluster.workers), hooks.format_duration(elapsed),
+        "; held-out top-1 %.4f over %d images" % (record["top1"], record["num_images"]) if record else "", model_dir))
+    summary = _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record)
+    summary["workers"] = len(cluster.workers)
+    results.write_json(model_dir, results.RUN_SUMMARY, summary)
+    return record
+
+
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
     """This run's figures, from the structured train log (never from log text)."""
     this_run = [r for r in hooks.read_train_log(model_dir) if r["time"] >= started]
     rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
     images_per_sec = statistics.median(rates) if rates else None
     return {
-        "device": settings.device, "rank_size": settings.rank_size, "global_batch": plan.global_batch,
-        "batch_size": plan.global_batch // settings.rank_size, "start_step": start_step, "final_step": final_step,
+        "device": settings.device, "rank_size": settings.rank_size, "replicas": plan.num_replicas,
+        "global_batch": plan.global_batch,
+        "batch_size": plan.batch_size, "start_step": start_step, "final_step": final_step,
         "total_steps": plan.total_steps, "images_per_sec": images_per_sec,
         "step_time_ms": plan.global_batch * 1000.0 / images_per_sec if images_per_sec else None,
         "final_loss": this_run[-1]["loss"] if this_run else None,

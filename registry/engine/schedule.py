@@ -10,7 +10,9 @@ class Plan(object):
     """Steps and learning rate of a run, derived from the hparams and the number of replicas."""
 
     def __init__(self, hparams, num_replicas=1):
-        self.global_batch = hparams["batch_size"] * num_replicas
+        self.num_replicas = num_replicas
+        self.batch_size = hparams["batch_size"]  # per replica
+        self.global_batch = self.batch_size * num_replicas
         self.steps_per_epoch = max(1, hparams["num_train_images"] // self.global_batch)
         self.total_steps = max(1, int(round(hparams["epochs"] * self.steps_per_epoch)))
         self.warmup_steps = int(round(hparams.get("warmup_epochs", 0.0) * self.steps_per_epoch))

@@ -1,0 +1,187 @@
+"""Data parallel training with TF's own engine: MirroredStrategy over one host's devices
+(`--replicas N`), MultiWorkerMirroredStrategy over processes/hosts from TF_CONFIG.
+
+Each worker is one process running `tf.estimator.train_and_evaluate` in the distribute
+coordinator's independent-worker mode; gradients are all-reduced (collective ring) every step,
+so every worker holds the same weights. Worker 0 is the chief: it writes checkpoints, the train
+log and, after training, the evaluation. TF_CONFIG (JSON) names the cluster and this process:
+
+    {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
+
+Two failure modes TF 1.15 itself turns into hangs or aborts are checked here instead: this task's
+port already in use (checked before the gRPC server starts) and a peer that never comes up (a
+watchdog probes the peers if the first step has not run within `startup_timeout` seconds, names
+the ones that do not answer, and ends the process).
+"""
+import collections
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+
+import tensorflow as tf
+
+from registry.errors import ZooError
+
+tf1 = tf.compat.v1
+
+Cluster = collections.namedtuple("Cluster", "workers index")
+DEFAULT_STARTUP_TIMEOUT = 300.0
+
+
+def cluster_from_env(environ=None):
+    """The TF_CONFIG cluster (workers, this task's index), or None when TF_CONFIG is unset or has one worker."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        workers = list(config["cluster"]["worker"])
+        task = config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ZooError("TF_CONFIG is not valid (%s): expected {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
+                       "\"task\": {\"type\": \"worker\", \"index\": i}}, got %s" % (err, text))
+    extra = sorted(set(config["cluster"]) - {"worker"})
+    if extra or task.get("type") != "worker":
+        raise ZooError("TF_CONFIG: this runner uses only 'worker' tasks (worker 0 is the chief and evaluates after "
+                       "training); got cluster jobs %s and task type %r" % (sorted(config["cluster"]), task.get("type")))
+    if not 0 <= index < len(workers):
+        raise ZooError("TF_CONFIG task index %d is outside the %d workers of the cluster" % (index, len(workers)))
+    return Cluster(workers, index) if len(workers) > 1 else None
+
+
+def make_tf_config(workers, index):
+    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
+
+
+def _split(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def check_own_port(cluster):
+    """Fails fast if this task's port is taken (TF would abort with 'Could not start gRPC server')."""
+    host, port = _split(cluster.workers[cluster.index])
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("" if host not in ("127.0.0.1", "localhost") else host, port))
+    except OSError as err:
+        raise ZooError("worker %d cannot listen on %s (%s): the port is in use. Stop what holds it, or pick other "
+                       "ports in TF_CONFIG (zoo-run train --workers N picks free ones)"
+                       % (cluster.index, cluster.workers[cluster.index], err.strerror))
+    finally:
+        probe.close()
+
+
+def unreachable_peers(cluster, timeout=2.0):
+    """The peers (other workers) that do not accept a TCP connection."""
+    missing = []
+    for i, address in enumerate(cluster.workers):
+        if i == cluster.index:
+            continue
+        try:
+            socket.create_connection(_split(address), timeout=timeout).close()
+        except OSError:
+            missing.append("worker %d (%s)" % (i, address))
+    return missing
+
+
+class StartupWatchdog(object):
+    """Ends the process with a clear message if training has not started within `timeout` seconds.
+
+    TF 1.15's collective ops wait forever for a peer that never starts; the main thread is then
+    blocked in C++, so the watchdog reports from its own thread and exits the process.
+    """
+
+    def __init__(self, cluster, timeout, exit_code=3):
+        self._cluster, self._timeout, self._exit_code = cluster, timeout, exit_code
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+
+    def start(self):
+        self._timer.start()
+        return self
+
+    def cancel(self):
+        self._timer.cancel()
+
+    def _fire(self):
+        missing = unreachable_peers(self._cluster)
+        detail = ("no answer from %s" % ", ".join(missing)) if missing else \
+            "every peer's port answers, but the collective start-up did not complete (a peer with another " \
+            "TF_CONFIG, or one that crashed?)"
+        sys.stderr.write("error: worker %d: training did not start within %.0f s: %s. Start every worker listed in "
+                         "TF_CONFIG's cluster (same cluster, each its own index), or raise --startup_timeout.\n"
+                         % (self._cluster.index, self._timeout, detail))
+        sys.stderr.flush()
+        os._exit(self._exit_code)
+
+
+class FirstStepHook(tf1.train.SessionRunHook):
+    """Calls `callback` once, after the first training step (here: cancels the start-up watchdog)."""
+
+    def __init__(self, callback):
+        self._callback = callback
+
+    def after_run(self, run_context, run_values):
+        if self._callback:
+            self._callback()
+            self._callback = None
+
+
+class WeightsFingerprintHook(tf1.train.SessionRunHook):
+    """At the end of training, writes this worker's global step and a SHA-256 of its trainable weights to
+    `<model_dir>/workers/worker-<index>.json`: equal digests show the workers stayed in sync."""
+
+    def __init__(self, model_dir, index):
+        self._path = os.path.join(model_dir, "workers", "worker-%d.json" % index)
+
+    def begin(self):
+        self._variables = sorted(tf1.trainable_variables(), key=lambda v: v.op.name)
+        self._step = tf1.train.get_global_step()
+
+    def end(self, session):
+        values, step = session.run([self._variables, self._step])
+        digest = hashlib.sha256()
+        for value in values:
+            digest.update(value.tobytes())
+        os.makedirs(os.path.dirname(self._path), exist_ok=True)
+        with open(self._path, "w") as f:
+            json.dump({"global_step": int(step), "weights_sha256": digest.hexdigest(),
+                       "num_variables": len(values)}, f)
+
+
+def make_strategy():
+    """MultiWorkerMirroredStrategy over TF_CONFIG's workers (ring all-reduce; works on CPU)."""
+    return tf.distribute.experimental.MultiWorkerMirroredStrategy(
+        tf.distribute.experimental.CollectiveCommunication.RING)
+
+
+def mirrored_strategy(device, replicas):
+    """(MirroredStrategy over `replicas` local devices, session config). On cpu the replicas are virtual
+    CPU devices sharing the cores: the same synchronous algorithm, for parity checks, not for speed."""
+    if device == "gpu":
+        available = len(tf.config.experimental.list_physical_devices("GPU"))
+        if replicas > available:
+            raise ZooError("--replicas %d needs %d GPUs; TensorFlow sees %d" % (replicas, replicas, available))
+        return tf.distribute.MirroredStrategy(["/gpu:%d" % i for i in range(replicas)]), None
+    if device != "cpu":
+        raise ZooError("--replicas is for cpu/gpu; on Ascend use RANK_SIZE/RANK_TABLE_FILE")
+    config = tf1.ConfigProto(device_count={"CPU": replicas})
+    return tf.distribute.MirroredStrategy(["/cpu:%d" % i for i in range(replicas)]), config
+
+
+class without_tf_config(object):
+    """Context manager hiding TF_CONFIG, so that a plain Estimator (the chief's evaluation) runs locally."""
+
+    def __enter__(self):
+        self._saved = os.environ.pop("TF_CONFIG", None)
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            os.environ["TF_CONFIG"] = self._saved

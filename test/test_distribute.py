@@ -1,0 +1,91 @@
+"""Multi-worker data parallel training (MultiWorkerMirroredStrategy) on 127.0.0.1, and its failure modes."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import tensorflow as tf
+
+from registry.engine import distribute, launcher
+from registry.errors import ZooError
+
+
+def _train(zoo_run, model_dir, *extra, **env):
+    command = [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir)] + list(extra)
+    start = time.time()
+    out = subprocess.run(command, env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, timeout=900)
+    return out, time.time() - start
+
+
+def test_tf_config_parsing():
+    assert distribute.cluster_from_env({}) is None
+    one = distribute.make_tf_config(["127.0.0.1:1"], 0)
+    assert distribute.cluster_from_env({"TF_CONFIG": one}) is None  # a single worker trains locally
+    two = distribute.make_tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)
+    assert distribute.cluster_from_env({"TF_CONFIG": two}) == distribute.Cluster(["127.0.0.1:1", "127.0.0.1:2"], 1)
+    with pytest.raises(ZooError, match="TF_CONFIG is not valid"):
+        distribute.cluster_from_env({"TF_CONFIG": "{not json"})
+    with pytest.raises(ZooError, match="outside the 2 workers"):
+        distribute.cluster_from_env({"TF_CONFIG": distribute.make_tf_config(["a:1", "b:2"], 2)})
+    with pytest.raises(ZooError, match="only 'worker' tasks"):
+        distribute.cluster_from_env({"TF_CONFIG": json.dumps(
+            {"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}})})
+    assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4"]) == \
+        ["train", "x", "--max_steps=3"]
+    ports = launcher.free_ports(3)
+    assert len(set(ports)) == 3
+
+
+def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_run):
+    model_dir = tmp_path / "mw"
+    out, _ = _train(zoo_run, model_dir, "--workers", "2", "--max_steps", "6", "--set", "save_checkpoints_steps=3")
+    assert out.returncode == 0, out.stdout + "\n".join(
+        open(str(p)).read() for p in (model_dir / "workers").glob("*.log"))
+    fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert [f["global_step"] for f in fingerprints] == [6, 6]
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"]  # all-reduced every step
+    assert fingerprints[0]["num_variables"] > 100
+    assert tf.compat.v1.train.latest_checkpoint(str(model_dir)).endswith("-6")
+    summary = json.loads((model_dir / "run_summary.json").read_text())
+    assert (summary["workers"], summary["replicas"], summary["batch_size"], summary["global_batch"]) == (2, 2, 64, 128)
+    assert summary["final_step"] == 6
+    record = json.loads((model_dir / "eval_results.json").read_text())
+    assert record["num_images"] == 360 and record["global_step"] == 6
+    assert "worker 1 of 2 (not chief)" in (model_dir / "workers" / "worker-1.log").read_text()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        taken = holder.getsockname()[1]
+        config = distribute.make_tf_config(["127.0.0.1:%d" % taken, "127.0.0.1:%d" % launcher.free_ports(1)[0]], 0)
+        out, _ = _train(zoo_run, tmp_path / "busy", "--max_steps", "1", TF_CONFIG=config)
+    finally:
+        holder.close()
+    assert out.returncode == 2
+    assert "worker 0 cannot listen on 127.0.0.1:%d" % taken in out.stdout and "the port is in use" in out.stdout
+
+
+def test_missing_peer_stops_within_the_startup_timeout(tmp_path, zoo_run):
+    peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
+    out, seconds = _train(zoo_run, tmp_path / "alone", "--max_steps", "2", "--startup_timeout", "20",
+                          TF_CONFIG=distribute.make_tf_config(peers, 0))
+    assert out.returncode == 3, out.stdout
+    assert "training did not start within 20 s: no answer from worker 1 (%s)" % peers[1] in out.stdout
+    assert seconds < 150
+
+
+def test_mirrored_replicas_on_one_host_scale_the_global_batch(tmp_path, zoo_run):
+    model_dir = tmp_path / "mirrored"
+    out, _ = _train(zoo_run, model_dir, "--replicas", "2", "--max_steps", "4", "--skip_eval", "--set", "batch_size=16")
+    assert out.returncode == 0, out.stdout
+    assert "global batch 32" in out.stdout
+    summary = json.loads((model_dir / "run_summary.json").read_text())
+    assert (summary["replicas"], summary["batch_size"], summary["global_batch"], summary["final_step"]) == \
+        (2, 16, 32, 4)
+    assert tf.compat.v1.train.latest_checkpoint(str(model_dir)).endswith("-4")
