@@ -124,12 +124,14 @@ def cmd_train(args):
             argv = argv + ["--model_dir", model_dir]
         return launcher.launch_local(args.workers, argv, model_dir)
     _quiet_tensorflow()
-    from registry.engine import runner
+    from registry.engine import distribute, runner
     settings = _device_settings(args)
     runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
                  synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
                  skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
                  startup_timeout=args.startup_timeout)
+    if distribute.cluster_from_env():
+        distribute.exit_worker(0)
     return 0
 
 

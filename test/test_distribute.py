@@ -54,7 +54,9 @@ def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_r
     assert summary["final_step"] == 6
     record = json.loads((model_dir / "eval_results.json").read_text())
     assert record["num_images"] == 360 and record["global_step"] == 6
-    assert "worker 1 of 2 (not chief)" in (model_dir / "workers" / "worker-1.log").read_text()
+    worker_log = (model_dir / "workers" / "worker-1.log").read_text()
+    assert "worker 1 of 2 (not chief)" in worker_log and "worker 1 done" in worker_log
+    assert "Traceback" not in worker_log and "Traceback" not in out.stdout
 
 
 def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):

@@ -176,6 +176,15 @@ def mirrored_strategy(device, replicas):
     return tf.distribute.MirroredStrategy(["/cpu:%d" % i for i in range(replicas)]), config
 
 
+def exit_worker(code):
+    """Ends a finished worker process now: TF 1.15's gRPC server object otherwise raises from its
+    __del__ during interpreter shutdown (a harmless but alarming traceback)."""
+    tf1.summary.FileWriterCache.clear()  # flush and close the event files first
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class without_tf_config(object):
     """Context manager hiding TF_CONFIG, so that a plain Estimator (the chief's evaluation) runs locally."""
 
