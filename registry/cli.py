@@ -120,9 +120,8 @@ def cmd_train(args):
                            "(test/train_full_8p.sh)")
         from registry.engine import launcher
         argv = sys.argv[1:] if args.argv is None else args.argv
-        if "--model_dir" not in " ".join(argv):
-            argv = argv + ["--model_dir", model_dir]
-        return launcher.launch_local(args.workers, argv, model_dir)
+        # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
+        return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir)
     _quiet_tensorflow()
     from registry.engine import distribute, runner
     settings = _device_settings(args)
