@@ -124,7 +124,8 @@ def stage_rate(data_path, hparams, stage, seconds, session_config):
     with tf.Graph().as_default():
         files = tfrecord.list_split_files(data_path, "train")
         data = pipeline.build_dataset(files, True, preprocess, hparams["batch_size"],
-                                      shuffle_buffer=hparams["shuffle_buffer"])
+                                      shuffle_buffer=hparams["shuffle_buffer"],
+                                      num_parallel_calls=pipeline.map_parallelism(hparams["data_threads"]))
         images, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         fetch = [tf.reshape(images, [-1])[0], labels[0]]
         return _rate(fetch, hparams["batch_size"], seconds, 10, session_config)
@@ -133,7 +134,7 @@ def stage_rate(data_path, hparams, stage, seconds, session_config):
 def run(args):
     import tensorflow as tf
     from modelzoo_shufflenet.models import _DEFAULT_HPARAMS
-    from registry.data import tfrecord
+    from registry.data import pipeline, tfrecord
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
 
     files = tfrecord.list_split_files(args.data_path, "train")
@@ -142,11 +143,13 @@ def run(args):
         for raw in tf.compat.v1.io.tf_record_iterator(path):
             jpegs.append(tf.train.Example.FromString(raw).features.feature["image/encoded"].bytes_list.value[0])
     hparams = dict(_DEFAULT_HPARAMS, batch_size=args.batch_size, image_size=args.image_size,
-                   num_classes=args.num_classes, label_offset=1, shuffle_buffer=min(10000, len(jpegs)))
-    cores = os.cpu_count() or 1
+                   num_classes=args.num_classes, label_offset=1, shuffle_buffer=min(10000, len(jpegs)),
+                   data_threads=args.data_threads)
+    cores = pipeline.usable_cores()
     config = tf.compat.v1.ConfigProto()
-    print("%d images in %d files, %d cores, batch %d, image_size %d, %d rounds of %.0f s each"
-          % (len(jpegs), len(files), cores, args.batch_size, args.image_size, args.rounds, args.seconds))
+    print("%d images in %d files, %d cores, batch %d, image_size %d, data_threads %d, %d rounds of %.0f s each"
+          % (len(jpegs), len(files), cores, args.batch_size, args.image_size, args.data_threads, args.rounds,
+             args.seconds))
     decode, full = [], []
     for r in range(args.rounds):
         decode.append(decode_rate(jpegs, args.batch_size, args.seconds, cores, config))
@@ -181,6 +184,8 @@ def main(argv=None):
     p.add_argument("--num_classes", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--data_threads", type=int, default=0,
+                   help="the data_threads hparam: 0 one preprocess call per core, -1 tf.data AUTOTUNE, N")
     p.add_argument("--stages", action="store_true", help="also time the pipeline cut after crop and after resize")
     args = parser.parse_args(argv)
     if args.command == "make-photos":

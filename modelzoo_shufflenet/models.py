@@ -39,6 +39,7 @@ _DEFAULT_HPARAMS = {
     "input_channel_order": "rgb",     # rgb | bgr (the official Megvii weights were trained on BGR)
     "input_normalization": "imagenet",  # imagenet: (x / 255 - mean) / std | none: pixels 0..255 as they are
     "shuffle_buffer": 10000,
+    "data_threads": 0,                # parallel image preprocessing calls: 0 one per usable core, -1 AUTOTUNE
     "seed": -1,                       # -1: unseeded
     # checkpoints and evaluation
     "eval_every_epochs": 5.0,

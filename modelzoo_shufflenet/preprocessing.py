@@ -109,4 +109,4 @@ def input_fn(mode, hparams, data_path, input_context=None):
     return pipeline.build_dataset(
         files, is_training, make_preprocess(is_training, hparams), int(hparams["batch_size"]),
         shuffle_buffer=int(hparams["shuffle_buffer"]), seed=seed if seed >= 0 else None,
-        input_context=input_context)
+        input_context=input_context, num_parallel_calls=pipeline.map_parallelism(hparams.get("data_threads", 0)))

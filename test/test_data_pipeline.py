@@ -229,6 +229,23 @@ def test_seeded_training_is_reproducible(data):
     assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
 
 
+@in_graph
+def test_data_threads_sets_the_parallel_calls_and_seeded_batches_do_not_depend_on_it(data):
+    assert pipeline.map_parallelism(0) == pipeline.usable_cores() == len(os.sched_getaffinity(0))
+    assert pipeline.map_parallelism(-1) == pipeline.AUTOTUNE
+    assert pipeline.map_parallelism(3) == 3
+    with pytest.raises(DataError, match="data_threads must be 0.*-1.*got -2"):
+        preprocessing.input_fn("train", hparams(data_threads=-2), data)
+
+    def first_batches(threads):
+        with tf.Graph().as_default():
+            return run(preprocessing.input_fn("train", hparams(seed=3, data_threads=threads), data), max_batches=3)
+
+    for (ia, la), (ib, lb) in zip(first_batches(1), first_batches(3)):
+        np.testing.assert_array_equal(la, lb)
+        np.testing.assert_array_equal(ia, ib)
+
+
 # ------------------------------------------------------------------ train transforms
 
 @in_graph
