@@ -85,6 +85,9 @@ def read_level():
 class ShuffleNetV1Model(object):
     """One ShuffleNetV1 variant, implementing the `registry.spec` contract."""
 
+    # What the weights expect of their input; a warm start carries these over from its source.
+    input_convention_hparams = ("input_channel_order", "input_normalization")
+
     def __init__(self, groups, width, params=None, macs=None, reference_accuracy=None, channels=None):
         self.groups = groups
         self.width = width

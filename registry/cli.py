@@ -93,7 +93,16 @@ def _resolve_run(args, saved=None):
     else:
         if data_path is None and not getattr(args, "synthetic", False) and preset is None:
             preset = "demo" if "demo" in getattr(model, "presets", {}) else None
-        params = hp.resolve(model, preset, args.config, args.set)
+        inherited = {}
+        if getattr(args, "warm_start_from", None):
+            inherited = hp.warm_start_hparams(model, args.warm_start_from)
+        params = hp.resolve(model, preset, args.config, args.set, saved=inherited,
+                            saved_source="the warm-start source's hparams.json")
+        if inherited:
+            print("Warm start keeps the weights' input convention (%s's hparams.json): %s" % (
+                args.warm_start_from, ", ".join(
+                    "%s=%s" % (k, params[k]) + ("" if params[k] == v else " (overridden; the weights expect %s)" % v)
+                    for k, v in sorted(inherited.items()))))
     if data_path is None and not getattr(args, "synthetic", False):
         from registry.data.demo import demo_data_path
         data_path = demo_data_path()

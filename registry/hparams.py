@@ -1,10 +1,14 @@
 """Effective hyperparameters: defaults <- preset <- YAML file <- `--set key=value`.
 
+A model dir's saved hparams.json (eval, export) or the input convention of a warm-start source
+sits between the defaults and the preset.
+
 Every override is typed from the default's type; unknown keys and values of the wrong
 type are errors that name the valid keys, so a typo never trains the wrong recipe.
 """
 import difflib
 import json
+import os
 
 import yaml
 
@@ -92,12 +96,31 @@ def load_yaml(path):
     return data
 
 
-def resolve(model, preset=None, config_file=None, set_args=None, saved=None):
-    """The effective hparams of `model`: its defaults, then a model dir's saved hparams (`saved`),
-    preset, YAML file and --set pairs."""
+def warm_start_hparams(model, source):
+    """What a warm start from `source` (a model dir, or a checkpoint prefix inside one) carries over:
+    the plugin's `input_convention_hparams` as the dir's hparams.json records them, so weights keep
+    the input they were trained on (e.g. imported BGR 0..255 weights). {} when there is no file."""
+    keys = getattr(model, "input_convention_hparams", ())
+    directory = source if os.path.isdir(source) else os.path.dirname(source)
+    path = os.path.join(directory, "hparams.json")
+    if not keys or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as err:
+        raise HParamsError("cannot read %s of the warm-start source: %s. Fix or delete the file, or warm "
+                           "start from the checkpoint prefix of a dir without one" % (path, err))
+    return {key: saved[key] for key in keys if key in saved}
+
+
+def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
+            saved_source="the model dir's hparams.json"):
+    """The effective hparams of `model`: its defaults, then `saved` (a model dir's hparams.json, or
+    what a warm start inherits; `saved_source` names it in errors), preset, YAML file and --set pairs."""
     hparams = model.default_hparams()
     if saved:
-        hparams = apply_overrides(hparams, saved, "the model dir's hparams.json")
+        hparams = apply_overrides(hparams, saved, saved_source)
     if preset:
         presets = getattr(model, "presets", {})
         if preset not in presets:

@@ -13,6 +13,10 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
     preprocess_image(image_bytes, hparams) -> float32 [S, S, 3]
                (optional) the eval transform of one encoded image; `zoo-run predict` and the
                serving signature of `zoo-run export` need it
+    input_convention_hparams
+               (optional) names of the hparams that describe what trained weights expect of
+               their input (channel order, normalisation); `--warm_start_from` a model dir carries
+               them over from its hparams.json (a preset, --config or --set still overrides them)
     convert_state_dict(state_dict, hparams) -> (variables, hparam_overrides)
                (optional) foreign weights ({name: numpy array}, e.g. a PyTorch state_dict read by
                registry.deploy.torch_checkpoint) -> {TF variable name: array} and the hparams that
@@ -95,6 +99,9 @@ def contract_problems(obj):
     presets = getattr(obj, "presets", {})
     if not hasattr(presets, "items"):
         problems.append("`presets` must be a mapping of name -> hparam overrides")
+    convention = getattr(obj, "input_convention_hparams", ())
+    if not isinstance(convention, (tuple, list)) or not all(isinstance(k, str) for k in convention):
+        problems.append("`input_convention_hparams` must be a tuple of hparam names, got %r" % (convention,))
     return problems
 
 

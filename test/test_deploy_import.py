@@ -18,6 +18,7 @@ from deploy_helpers import (FULL_SIZE_SHAPES, LEGACY_FILE, TINY, TINY_NAME, TOLE
                             import_tiny, reference_inputs, reference_logits, tiny_model, use_tiny_model, zoo_run)
 from modelzoo_shufflenet import models, weights
 from registry.deploy import torch_checkpoint as tc
+from registry import hparams as hp
 from registry.engine import warm_start
 from registry.errors import ZooError
 
@@ -165,6 +166,24 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch, cap
     assert zoo_run("import-weights", TINY_NAME, "--from", legacy, "--model_dir", tmp_path / "m") == 2
     assert "refusing to load" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "m").exists()
+
+
+def test_a_warm_start_keeps_the_weights_input_convention_unless_overridden(imported, tmp_path, monkeypatch, capsys):
+    model = tiny_model()
+    for source in (imported["zip"], imported["zip"] / "model.ckpt-0"):   # a model dir or a prefix in it
+        assert hp.warm_start_hparams(model, str(source)) == {"input_channel_order": "bgr",
+                                                             "input_normalization": "none"}
+    assert hp.warm_start_hparams(model, str(tmp_path)) == {}              # no hparams.json: nothing inherited
+
+    use_tiny_model(monkeypatch)
+    target = tmp_path / "finetune"
+    assert zoo_run("train", TINY_NAME, "--warm_start_from", imported["zip"], "--model_dir", target, "--synthetic",
+                   "--max_steps", "1", "--set", "image_size=%d" % TINY["image_size"], "--set", "num_classes=5",
+                   "--set", "input_normalization=imagenet") == 0
+    saved = json.load(open(str(target / "hparams.json")))
+    assert (saved["input_channel_order"], saved["input_normalization"], saved["num_classes"]) == ("bgr", "imagenet", 5)
+    assert ("input_channel_order=bgr, input_normalization=imagenet (overridden; the weights expect none)"
+            in capsys.readouterr().out)
 
 
 def test_other_globals_and_persistent_objects_are_refused():

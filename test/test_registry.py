@@ -45,6 +45,7 @@ class _Incomplete(object):
         pass
 
     default_hparams = 3
+    input_convention_hparams = "input_channel_order"
 
 
 def test_contract_problems_name_every_breach():
@@ -56,6 +57,7 @@ def test_contract_problems_name_every_breach():
         "level PerfStatus is 'GREAT', expected one of PERFECT|OK|POK|NOK",
         "level lacks PrecisionStatus (one of OK|POK|NOK)",
         "metadata lacks 'description'",
+        "`input_convention_hparams` must be a tuple of hparam names, got 'input_channel_order'",
     ]
     with pytest.raises(spec.ContractError, match="model 'x' breaks the plugin contract"):
         spec.validate("x", _Incomplete())
