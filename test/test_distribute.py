@@ -8,7 +8,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from registry.engine import distribute, launcher
+from registry.engine import background_eval, distribute, launcher
 from registry.errors import ZooError
 
 
@@ -39,9 +39,30 @@ def test_tf_config_parsing():
     assert len(set(ports)) == 3
 
 
+def test_background_evaluator_takes_the_first_checkpoint_at_or_after_each_target(tmp_path):
+    model_dir = str(tmp_path)
+    paths = [os.path.join(model_dir, "model.ckpt-%d" % step) for step in (2, 4, 10)]
+    tf.compat.v1.train.update_checkpoint_state(model_dir, paths[-1], all_model_checkpoint_paths=paths)
+    evaluated = []
+    evaluator = background_eval.BackgroundEvaluator(model_dir, [9, 3, 6], lambda path: evaluated.append(path) or path,
+                                                    poll_seconds=0.01)
+    evaluator.start()
+    assert evaluator.finish() == [paths[1], paths[2]] == evaluated    # 4 settles 3; 10 settles 6 and 9
+
+    def broken(path):
+        raise ValueError("cannot evaluate %s" % path)
+
+    failing = background_eval.BackgroundEvaluator(model_dir, [1], broken, poll_seconds=0.01)
+    failing.start()
+    with pytest.raises(ValueError, match="cannot evaluate .*model.ckpt-2"):
+        failing.finish()
+
+
 def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_run):
     model_dir = tmp_path / "mw"
-    out, _ = _train(zoo_run, model_dir, "--workers", "2", "--max_steps", "6", "--set", "save_checkpoints_steps=3")
+    # global batch 128 over 1,437 demo images: 11 steps an epoch, so 0.3 epochs is an eval every 3 steps
+    out, _ = _train(zoo_run, model_dir, "--workers", "2", "--max_steps", "6", "--eval_every_epochs", "0.3",
+                    "--set", "save_checkpoints_steps=5")
     assert out.returncode == 0, out.stdout + "\n".join(
         open(str(p)).read() for p in (model_dir / "workers").glob("*.log"))
     fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
@@ -54,6 +75,10 @@ def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_r
     assert summary["final_step"] == 6
     record = json.loads((model_dir / "eval_results.json").read_text())
     assert record["num_images"] == 360 and record["global_step"] == 6
+    # evaluated every 3 steps while training (the chief checkpoints at least that often)
+    history = [json.loads(line) for line in (model_dir / "eval_history.jsonl").read_text().splitlines()]
+    assert [(r["global_step"], r["num_images"]) for r in history] == [(3, 360), (6, 360)]
+    assert summary["eval_top1"] == record["top1"]
     worker_log = (model_dir / "workers" / "worker-1.log").read_text()
     assert "worker 1 of 2 (not chief)" in worker_log and "worker 1 done" in worker_log
     assert "Traceback" not in worker_log and "Traceback" not in out.stdout

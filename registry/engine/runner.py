@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from registry.data.tfrecord import LABELS_FILENAME
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
+from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
 from registry.engine.model_fn import build_model_fn
 from registry.errors import DataError, ZooError
 
@@ -39,10 +40,6 @@ def data_errors():
             raise DataError("an image in the data could not be decoded (%s). Fix: rebuild the TFRecords with "
                             "`zoo-run data build`, which checks every image and skips broken ones." % message)
         raise
-
-
-def checkpoint_step(checkpoint):
-    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
 
 def _input_fn(model, mode, hparams, data_path, synthetic):
@@ -104,9 +101,13 @@ def _check_hparams_change(model_dir, hparams, log):
             % ", ".join("%s %r -> %r" % (k, saved.get(k), hparams.get(k)) for k in changed))
 
 
-def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
+def _eval_interval(plan, eval_every_epochs, last_step, settings):
     every = max(1, int(round(eval_every_epochs * plan.steps_per_epoch))) if eval_every_epochs else last_step
-    every = devices.align_steps(settings, every)
+    return devices.align_steps(settings, every)
+
+
+def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
+    every = _eval_interval(plan, eval_every_epochs, last_step, settings)
     targets = list(range(every, last_step, every)) + [last_step]
     return [t for t in targets if t > start_step]
 
@@ -125,14 +126,14 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     """
     skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
+    eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
     cluster = distribute.cluster_from_env()
     if cluster:
         return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
-                                   settings, startup_timeout, log)
+                                   eval_every_epochs, settings, startup_timeout, log)
     strategy, session_config = distribute.mirrored_strategy(settings.device, replicas) if replicas > 1 else (None, None)
     plan = schedule.Plan(hparams, settings.rank_size * replicas)
     last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
-    eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
     _prepare_model_dir(model_dir, hparams, data_path, log)
 
     latest = tf1.train.latest_checkpoint(model_dir)
@@ -200,10 +201,11 @@ def _prepare_model_dir(model_dir, hparams, data_path, log):
         shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
 
 
-def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval, settings,
-                        startup_timeout, log):
-    """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers;
-    the chief (worker 0) then evaluates the final checkpoint and writes the run summary."""
+def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
+                        eval_every_epochs, settings, startup_timeout, log):
+    """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers.
+    The chief (worker 0) also evaluates every `eval_every_epochs` from a background thread, and the
+    final checkpoint, then writes the run summary."""
     if settings.device == "npu":
         raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
                        "(NPUDistributedOptimizer)")
@@ -218,7 +220,19 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
         % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
            strategy.num_replicas_in_sync, plan.global_batch, plan.peak_lr))
-    estimator = make_estimator(model, hparams, model_dir, plan, settings=settings, train_distribute=strategy)
+    targets = [] if skip_eval else _eval_steps(plan, start_step, eval_every_epochs, last_step, settings)
+    # A checkpoint at least every eval interval, so that each evaluation finds one at its boundary.
+    every = _eval_interval(plan, eval_every_epochs, last_step, settings) if targets else last_step
+    run_hparams = dict(hparams, save_checkpoints_steps=min(hparams.get("save_checkpoints_steps", 5000), every))
+    estimator = make_estimator(model, run_hparams, model_dir, plan, settings=settings, train_distribute=strategy)
+    evaluator = None
+    if chief and targets:
+        with distribute.without_tf_config():   # a plain local Estimator for the evaluations
+            eval_estimator = make_estimator(model, hparams, model_dir, settings=settings)
+        evaluator = BackgroundEvaluator(model_dir, targets, lambda checkpoint: evaluate(
+            model, hparams, data_path, model_dir, checkpoint=checkpoint, estimator=eval_estimator, log=log,
+            replicas=plan.num_replicas))
+        evaluator.start()
     watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
     train_spec = tf.estimator.TrainSpec(
         _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic), max_steps=last_step,
@@ -234,12 +248,16 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     if not chief:
         log("worker %d done in %s" % (cluster.index, hooks.format_duration(elapsed)))
         return None
-    record = None
-    with distribute.without_tf_config():
-        if not skip_eval and not synthetic:
-            record = evaluate(model, hparams, data_path, model_dir, log=log, settings=settings,
-                              replicas=plan.num_replicas)
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    record = None
+    if evaluator is not None:
+        with data_errors():
+            records = evaluator.finish()
+        record = records[-1] if records and records[-1]["global_step"] == final_step else None
+        if record is None:
+            with distribute.without_tf_config():
+                record = evaluate(model, hparams, data_path, model_dir, estimator=eval_estimator, log=log,
+                                  replicas=plan.num_replicas)
     log("Done: step %d/%d on %d workers in %s%s; model dir %s" % (
         final_step, plan.total_steps, len(cluster.workers), hooks.format_duration(elapsed),
         "; held-out top-1 %.4f over %d images" % (record["top1"], record["num_images"]) if record else "", model_dir))
