@@ -238,7 +238,9 @@ def build_parser():
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_describe)
 
-    p = sub.add_parser("train", help="train a network (resumes from the model dir's last checkpoint)",
+    # No abbreviated flags: the --workers launcher must find and strip `--workers` exactly.
+    p = sub.add_parser("train", allow_abbrev=False,
+                       help="train a network (resumes from the model dir's last checkpoint)",
                        description="Trains NAME with its default recipe (or --preset/--config/--set), "
                                    "evaluating every --eval_every_epochs and at the end. Rerunning the same "
                                    "command resumes from the model dir's latest checkpoint.",
@@ -251,7 +253,7 @@ def build_parser():
                    help="initialise from a checkpoint (prefix or model dir); variables whose shape "
                         "differs, e.g. the classifier for another num_classes, are skipped")
     p.add_argument("--eval_every_epochs", type=float, default=None,
-                   help="evaluate every N epochs (default: the hparam eval_every_epochs, else only at the end)")
+                   help="evaluate every N epochs (default: the hparam eval_every_epochs; 0: only at the end)")
     p.add_argument("--synthetic", action="store_true", help="train on in-memory random data (no evaluation)")
     p.add_argument("--max_steps", type=int, help="stop at this global step (the schedule still spans `epochs`)")
     p.add_argument("--skip_eval", action="store_true", help="no evaluation (performance runs)")

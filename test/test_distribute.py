@@ -84,6 +84,25 @@ def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_r
     assert "Traceback" not in worker_log and "Traceback" not in out.stdout
 
 
+def test_workers_warm_start_from_another_run(tmp_path, zoo_run):
+    source, target = tmp_path / "source", tmp_path / "finetune"
+    out, _ = _train(zoo_run, source, "--max_steps", "1", "--skip_eval")
+    assert out.returncode == 0, out.stdout
+    # learning rate 0: after one step every loaded weight still equals the source's (batch-norm statistics move)
+    out, _ = _train(zoo_run, target, "--workers", "2", "--warm_start_from", str(source), "--max_steps", "1",
+                    "--skip_eval", "--set", "learning_rate=0", "--set", "warmup_epochs=0", "--set", "num_classes=12")
+    assert out.returncode == 0, out.stdout
+    assert "skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 12] in model" in out.stdout
+    fingerprints = [json.loads((target / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"]
+    before, after = tf.train.load_checkpoint(str(source)), tf.train.load_checkpoint(str(target))
+    loaded = [name for name, _ in tf.train.list_variables(str(source)) if name.startswith("shufflenet_v1/")
+              and "Momentum" not in name and "classifier" not in name and "moving_" not in name]
+    assert len(loaded) > 100
+    for name in loaded:
+        assert (before.get_tensor(name) == after.get_tensor(name)).all(), name
+
+
 def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

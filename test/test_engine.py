@@ -13,6 +13,7 @@ from modelzoo_shufflenet import models
 from registry import hparams as hp
 from registry.data.demo import demo_data_path
 from registry.engine import hooks, results, runner, schedule
+from registry.errors import ZooError
 
 tf1 = tf.compat.v1
 MODEL = models.SHUFFLENETV1_G3
@@ -119,6 +120,19 @@ def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
     lines = []
     runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
     assert any("resume wins" in line for line in lines)
+    # Resuming a model dir with another classifier size is a clear error naming the fix, not a TF traceback.
+    with pytest.raises(ZooError, match=r"does not fit the model being trained \(lhs shape= \[960,12\] rhs shape= "
+                                       r"\[960,10\]\).*new --model_dir, with --warm_start_from"):
+        runner.train(MODEL, demo_hparams(epochs=0.2, num_classes=12), DEMO, source, log=_quiet)
+
+
+def test_seeded_segments_get_their_own_reproducible_streams():
+    seeded = demo_hparams()
+    assert seeded["seed"] == 0 and runner.stream_hparams(seeded, 0) is seeded
+    seeds = [runner.stream_hparams(seeded, step)["seed"] for step in (0, 220, 440, 220)]
+    assert len(set(seeds)) == 3 and seeds[1] == seeds[3] and all(0 <= s < 2 ** 31 for s in seeds)
+    unseeded = dict(seeded, seed=-1)
+    assert runner.stream_hparams(unseeded, 220) is unseeded
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):

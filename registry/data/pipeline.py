@@ -113,7 +113,9 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
         raise DataError("batch_size must be >= 1, got %d" % batch_size)
     seeded = seed is not None and seed >= 0
     seed = int(seed) if seeded else None
-    num_workers, worker = worker_shard(input_context)
+    # The NPU launcher's RANK_* shard training only: each rank's evaluation reports its own metrics
+    # (nothing all-reduces them), so every rank evaluates the whole split.
+    num_workers, worker = worker_shard(input_context, environ=None if is_training else {})
 
     # Shard by file when every worker gets at least one file, else by record (in a fixed order).
     shard_records = num_workers > 1 and len(files) < num_workers
@@ -121,7 +123,7 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
         files = files[worker::num_workers]
 
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(files, dtype=tf.string))
-    if is_training:
+    if is_training and not shard_records:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     # The legacy parallel_interleave: TF 1.15's Dataset.interleave(num_parallel_calls=...) can crash
     # (SIGSEGV in the autotuning model's RemoveNode) when a session closes an unfinished iterator.
@@ -130,7 +132,11 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
         lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
         cycle_length=max(1, min(cycle_length, len(files))), block_length=1, sloppy=not deterministic))
     if shard_records:
+        # Every worker reads the files in the same order and keeps its share of each pass: the
+        # repeat comes after the shard, or an odd record count would rotate the shares.
         dataset = dataset.shard(num_workers, worker)
+        if is_training:
+            dataset = dataset.repeat()
     if is_training and shuffle_buffer > 1:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
 

@@ -42,6 +42,41 @@ def data_errors():
         raise
 
 
+@contextlib.contextmanager
+def training_errors(model_dir):
+    """data_errors(), plus clear errors for a NaN loss and for a model dir whose checkpoint does not fit
+    the graph being trained (another network, num_classes or precision mode)."""
+    try:
+        with data_errors():
+            yield
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
+        last = tf1.train.latest_checkpoint(model_dir)
+        if hooks.NAN_LOSS_MESSAGE in str(err):
+            raise TrainingDivergedError(
+                "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
+                "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
+                % (last or "none (no checkpoint was written yet)"))
+        if "Restoring from checkpoint failed" in str(err):
+            detail = re.search(r"Key \S+ not found in checkpoint|lhs shape= \[[^\]]*\] rhs shape= \[[^\]]*\]",
+                               str(err))
+            raise ZooError(
+                "the checkpoint %s does not fit the model being trained (%s). A model dir resumes only the run "
+                "that made it (same network, num_classes and precision mode). Train into a new --model_dir, with "
+                "--warm_start_from %s to start from its weights." % (last, detail.group(0) if detail else
+                                                                     type(err).__name__, model_dir))
+        raise
+
+
+def stream_hparams(hparams, start_step):
+    """`hparams` for the train input of a segment starting at `start_step`. A seeded pipeline restarts
+    with each estimator.train call (after every evaluation, and on resume); a seed of its own per
+    start step keeps it reproducible without replaying step 0's images and crops."""
+    seed = hparams.get("seed", -1)
+    if seed is None or seed < 0 or not start_step:
+        return hparams
+    return dict(hparams, seed=(seed * 1000003 + start_step) % 2 ** 31)
+
+
 def _input_fn(model, mode, hparams, data_path, synthetic):
     if synthetic:
         from registry.data.synthetic import synthetic_dataset
@@ -126,11 +161,12 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     """
     skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
-    eval_every_epochs = eval_every_epochs or hparams.get("eval_every_epochs")
+    if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
+        eval_every_epochs = hparams.get("eval_every_epochs")
     cluster = distribute.cluster_from_env()
     if cluster:
         return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
-                                   eval_every_epochs, settings, startup_timeout, log)
+                                   eval_every_epochs, warm_start_from, settings, startup_timeout, log)
     strategy, session_config = distribute.mirrored_strategy(settings.device, replicas) if replicas > 1 else (None, None)
     plan = schedule.Plan(hparams, settings.rank_size * replicas)
     last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
@@ -138,39 +174,23 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
 
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
-    warm = None
     if latest:
         log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
                                                              plan.epoch(start_step)))
-        if warm_start_from:
-            log("note: --warm_start_from %s is ignored: the model dir already has a checkpoint and resume wins. "
-                "Use a new --model_dir to warm start." % warm_start_from)
     else:
-        if warm_start_from:
-            warm = ws.plan_warm_start(model, hparams, warm_start_from)
-            log("Warm start from %s: loading %d variables, skipping %d%s" % (
-                warm.checkpoint, len(warm.assignment), len(warm.skipped),
-                "".join("\n  skipped %s: %s" % item for item in warm.skipped)))
         log("Training from scratch: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
             % (plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
                plan.schedule))
 
-    estimator = make_estimator(model, hparams, model_dir, plan, (warm.checkpoint, warm.assignment) if warm else None,
-                               settings, strategy, session_config)
-    train_input = _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic)
-    started, record = time.time(), None
-    for target in _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
-        try:
-            with data_errors():
-                estimator.train(train_input, max_steps=target)
-        except tf.errors.InvalidArgumentError as err:
-            if hooks.NAN_LOSS_MESSAGE not in str(err):
-                raise
-            last = tf1.train.latest_checkpoint(model_dir)
-            raise TrainingDivergedError(
-                "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
-                "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
-                % (last or "none (no checkpoint was written yet)"))
+    warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log)
+    estimator = make_estimator(model, hparams, model_dir, plan, warm, settings, strategy, session_config)
+    started, record, segment_start = time.time(), None, start_step
+    targets = _eval_steps(plan, start_step, None if skip_eval else eval_every_epochs, last_step, settings)
+    for target in targets:
+        with training_errors(model_dir):
+            estimator.train(_input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, segment_start), data_path,
+                                      synthetic), max_steps=target)
+        segment_start = target
         if not skip_eval:
             record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
                               replicas=plan.num_replicas)
@@ -201,8 +221,27 @@ def _prepare_model_dir(model_dir, hparams, data_path, log):
         shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
 
 
+def _silent(*args):
+    pass
+
+
+def _plan_warm_start(model, hparams, warm_start_from, resuming, log):
+    """(checkpoint, assignment) for make_estimator, or None: resuming a checkpoint wins over a warm start."""
+    if not warm_start_from:
+        return None
+    if resuming:
+        log("note: --warm_start_from %s is ignored: the model dir already has a checkpoint and resume wins. "
+            "Use a new --model_dir to warm start." % warm_start_from)
+        return None
+    warm = ws.plan_warm_start(model, hparams, warm_start_from)
+    log("Warm start from %s: loading %d variables, skipping %d%s" % (
+        warm.checkpoint, len(warm.assignment), len(warm.skipped),
+        "".join("\n  skipped %s: %s" % item for item in warm.skipped)))
+    return warm.checkpoint, warm.assignment
+
+
 def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
-                        eval_every_epochs, settings, startup_timeout, log):
+                        eval_every_epochs, warm_start_from, settings, startup_timeout, log):
     """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers.
     The chief (worker 0) also evaluates every `eval_every_epochs` from a background thread, and the
     final checkpoint, then writes the run summary."""
@@ -216,7 +255,9 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     last_step = min(plan.total_steps, max_steps or plan.total_steps)
     if chief:
         _prepare_model_dir(model_dir, hparams, data_path, log)
-    start_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    latest = tf1.train.latest_checkpoint(model_dir)
+    start_step = checkpoint_step(latest)
+    warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log if chief else _silent)
     log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
         % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
            strategy.num_replicas_in_sync, plan.global_batch, plan.peak_lr))
@@ -224,7 +265,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     # A checkpoint at least every eval interval, so that each evaluation finds one at its boundary.
     every = _eval_interval(plan, eval_every_epochs, last_step, settings) if targets else last_step
     run_hparams = dict(hparams, save_checkpoints_steps=min(hparams.get("save_checkpoints_steps", 5000), every))
-    estimator = make_estimator(model, run_hparams, model_dir, plan, settings=settings, train_distribute=strategy)
+    estimator = make_estimator(model, run_hparams, model_dir, plan, warm, settings=settings, train_distribute=strategy)
     evaluator = None
     if chief and targets:
         with distribute.without_tf_config():   # a plain local Estimator for the evaluations
@@ -235,12 +276,13 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
         evaluator.start()
     watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
     train_spec = tf.estimator.TrainSpec(
-        _input_fn(model, ModeKeys.TRAIN, hparams, data_path, synthetic), max_steps=last_step,
+        _input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, start_step), data_path, synthetic),
+        max_steps=last_step,
         hooks=[distribute.FirstStepHook(watchdog.cancel), distribute.WeightsFingerprintHook(model_dir, cluster.index)])
     eval_spec = tf.estimator.EvalSpec(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False), steps=None)
     started = time.time()
     try:
-        with data_errors():
+        with training_errors(model_dir):
             tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     finally:
         watchdog.cancel()
