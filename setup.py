@@ -28,7 +28,7 @@ setup(
     python_requires=">=3.7,<3.8",
     packages=find_packages(include=["registry", "registry.*", "modelzoo_shufflenet", "modelzoo_shufflenet.*"]),
     package_data={
-        "modelzoo_shufflenet": ["modelzoo_level.txt", "presets/*.yaml"],
+        "modelzoo_shufflenet": ["modelzoo_level.txt"],
         "registry": ["data/demo/*"],
     },
     install_requires=[

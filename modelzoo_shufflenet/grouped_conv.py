@@ -15,6 +15,8 @@ whatever implementation computes it:
 """
 import tensorflow as tf
 
+from registry.hparams import HParamsError
+
 IMPLEMENTATIONS = ("split", "block_diagonal", "native")
 
 
@@ -34,7 +36,8 @@ def resolve_impl(impl, is_training):
             return "native"
         return "split" if is_training and not _mkl_enabled() else "block_diagonal"
     if impl not in IMPLEMENTATIONS:
-        raise ValueError("grouped_conv_impl must be 'auto' or one of %s, got %r" % (", ".join(IMPLEMENTATIONS), impl))
+        raise HParamsError("grouped_conv_impl must be 'auto' or one of %s, got %r"
+                           % (", ".join(IMPLEMENTATIONS), impl))
     return impl
 
 

@@ -50,7 +50,9 @@ _DEFAULT_HPARAMS = {
 }
 
 _PRESETS = {
-    # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs.
+    # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs. As written it
+    # is that recipe on one device; on N devices set batch_size=1024/N (batch_size and the lr scaling are per
+    # replica: the global batch is batch_size * N and the peak lr scales with it).
     "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
                "weight_decay": 4e-5, "label_smoothing": 0.1, "epochs": 240.0},
     # The bundled digits (registry.data.demo): about 99% held-out top-1 in a few minutes on 2 CPU cores.

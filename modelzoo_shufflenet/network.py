@@ -13,6 +13,7 @@ import collections
 import tensorflow as tf
 
 from modelzoo_shufflenet import grouped_conv
+from registry.hparams import HParamsError
 
 tf1 = tf.compat.v1
 
@@ -140,8 +141,8 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
         arch = Architecture(groups, width, channels[0], tuple(channels[1:]))
     _, height, width_px, _ = images.shape.as_list()
     if height is None or width_px is None or height % 32 or width_px % 32:
-        raise ValueError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s"
-                         % (height, width_px))
+        raise HParamsError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s; "
+                           "set image_size to e.g. 224 or 96" % (height, width_px))
     impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training)
     with tf1.variable_scope(scope):
         x = _conv3x3(images, arch.first_channels, 2, "first_conv", stddev=0.01)

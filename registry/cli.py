@@ -153,8 +153,9 @@ def cmd_eval(args):
     from registry.engine import runner
     from registry.engine.warm_start import resolve_checkpoint
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # its replicas set the epoch
     record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
-                             settings=_device_settings(args))
+                             settings=_device_settings(args), replicas=trained.get("replicas"))
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 

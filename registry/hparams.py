@@ -130,7 +130,3 @@ def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
     if config_file:
         hparams = apply_overrides(hparams, load_yaml(config_file), config_file)
     return apply_overrides(hparams, parse_set_args(set_args), "--set")
-
-
-def dumps(hparams):
-    return json.dumps(hparams, indent=2, sort_keys=True)

@@ -19,13 +19,16 @@ def build(network, model_dir, kind, e2e_seconds):
     summary = results.read_json(model_dir, results.RUN_SUMMARY)
     if summary is None:
         raise ZooError("%s has no %s: the training run did not finish" % (model_dir, results.RUN_SUMMARY))
-    name = case_name(network, summary["batch_size"], summary["rank_size"], kind)
+    # ModelZoo's convention: BatchSize is per device, RankSize the number of devices (NPU ranks,
+    # replicas or workers), and ActualFPS the whole run's images/sec.
+    rank_size = summary.get("replicas") or summary["rank_size"]
+    name = case_name(network, summary["batch_size"], rank_size, kind)
     accuracy = summary["eval_top1"]
     device = "Ascend910" if summary["device"] == "npu" else "%s_%s" % (summary["device"], platform.machine())
     lines = ["Final Performance images/sec : %s" % _fmt(summary["images_per_sec"]),
              "Final Train Accuracy : %s" % _fmt(accuracy, 4),
              "E2E Training Duration sec : %d" % round(e2e_seconds)]
-    case = [("Network", network), ("RankSize", summary["rank_size"]), ("BatchSize", summary["global_batch"]),
+    case = [("Network", network), ("RankSize", rank_size), ("BatchSize", summary["batch_size"]),
             ("DeviceType", device), ("CaseName", name), ("ActualFPS", _fmt(summary["images_per_sec"])),
             ("TrainingTime", _fmt(summary["step_time_ms"])), ("ActualLoss", _fmt(summary["final_loss"], 4)),
             ("E2ETrainingTime", round(e2e_seconds)), ("TrainAccuracy", _fmt(accuracy, 4))]

@@ -58,11 +58,16 @@ parse_args() {
     fi
 }
 
+# device_output_dir: where this device's logs and checkpoints go.
+device_output_dir() {
+    echo "${MODELZOO_OUTPUT_ROOT:-$test_dir/output}/$ASCEND_DEVICE_ID"
+}
+
 # run_training KIND [extra zoo-run train arguments...]: trains, then prints the ModelZoo closing lines.
 run_training() {
     local kind=$1
     shift
-    output_dir="${MODELZOO_OUTPUT_ROOT:-$test_dir/output}/$ASCEND_DEVICE_ID"
+    output_dir="$(device_output_dir)"
     model_dir="$output_dir/ckpt_$kind"
     mkdir -p "$output_dir"
     local args=(train "$Network" --data_path "$data_path" --model_dir "$model_dir" --device "$device")

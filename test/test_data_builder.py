@@ -103,6 +103,17 @@ def test_counts_labels_conversions_and_report(built):
     assert "skipped (undecodable): 1" in report and broken in report
     assert "skipped 1 undecodable" in printed and broken in printed
     assert "19/19 images" in printed and "images/sec" in printed and "ETA" in printed
+    assert builder.images_written(out, "train") == 18 and builder.images_written(out, "validation") is None
+
+
+def test_training_notes_a_num_train_images_that_differs_from_the_build(built):
+    from registry.engine import runner
+    _, _, out, _ = built
+    notes = []
+    runner.check_epoch_size({"num_train_images": 1281167}, out, notes.append)
+    runner.check_epoch_size({"num_train_images": 18}, out, notes.append)
+    assert len(notes) == 1 and "num_train_images is 1281167, but" in notes[0] \
+        and "counts 18 training images" in notes[0] and "--set num_train_images=18" in notes[0]
 
 
 def test_record_features(built):

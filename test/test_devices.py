@@ -29,6 +29,13 @@ def test_npu_without_npu_bridge_is_a_clear_error():
         devices.resolve("npu")
 
 
+def test_gpu_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(devices, "_gpu_available", lambda: False)
+    with pytest.raises(ZooError, match="--device gpu: TensorFlow sees no GPU here"):
+        devices.resolve("gpu")
+    assert devices.resolve("auto").device == "cpu"
+
+
 def test_steps_align_to_iterations_per_loop():
     settings = devices.DeviceSettings("npu", "allow_mix_precision", 100, 1, 0, None, False, None)
     assert [devices.align_steps(settings, s) for s in (1, 100, 101, 5000)] == [100, 100, 200, 5000]

@@ -135,3 +135,9 @@ def test_mirrored_replicas_on_one_host_scale_the_global_batch(tmp_path, zoo_run)
     assert (summary["replicas"], summary["batch_size"], summary["global_batch"], summary["final_step"]) == \
         (2, 16, 32, 4)
     assert tf.compat.v1.train.latest_checkpoint(str(model_dir)).endswith("-4")
+    # `zoo-run eval` of the run counts epochs in its global batch: 4 steps of 32 over 1,437 images (44 steps)
+    out = subprocess.run([zoo_run, "eval", "shufflenetv1_g3", "--model_dir", str(model_dir)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True)
+    assert out.returncode == 0, out.stdout
+    record = json.loads((model_dir / "eval_results.json").read_text())
+    assert (record["global_step"], record["epoch"], record["num_images"]) == (4, round(4 / 44.0, 4), 360)

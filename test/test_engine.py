@@ -169,3 +169,16 @@ def test_label_outside_num_classes_is_a_data_error(tmp_path):
     message = str(err.value)
     assert "Bad image/class/label:" in message and "is outside 1..5" in message and "Fix:" in message
     assert "[" not in message
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--set", "lr_schedule=cosin"], "lr_schedule must be one of cosine, linear, constant, got 'cosin'"),
+    (["--set", "batch_size=0"], "batch_size must be >= 1, got 0"),
+    (["--set", "grouped_conv_impl=fast"], "grouped_conv_impl must be 'auto' or one of split, block_diagonal, native"),
+    (["--set", "image_size=100"], "multiple of 32, got 100x100; set image_size"),
+])
+def test_bad_hparam_values_are_clear_errors(tmp_path, capsys, bad, message):
+    from registry import cli
+    code = cli.main(["train", "shufflenetv1_g3", "--synthetic", "--max_steps", "1", "--model_dir", str(tmp_path)] + bad)
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -46,6 +46,22 @@ def test_script_prints_modelzoo_lines_and_case_log(tmp_path, zoo_run, script, ki
     else:
         assert 0.0 <= float(accuracy) <= 1.0 and values["TrainAccuracy"] == accuracy
     assert os.path.exists(str(tmp_path / "3" / "train_3.log"))
+    if kind == "perf":   # a performance rerun starts afresh instead of resuming the finished one
+        again = _run(script, tmp_path, zoo_run, "--data_path=%s" % demo_data_path(), "--preset=demo", "--steps=4",
+                     "--batch_size=16")
+        assert again.returncode == 0 and "Final Performance images/sec : None" not in again.stdout, again.stdout
+
+
+def test_case_log_counts_devices_and_the_per_device_batch(tmp_path):
+    from registry import modelzoo_report
+    from registry.engine import results
+    results.write_json(str(tmp_path), results.RUN_SUMMARY, {
+        "device": "npu", "rank_size": 8, "replicas": 8, "batch_size": 32, "global_batch": 256,
+        "images_per_sec": 2560.0, "step_time_ms": 100.0, "final_loss": 2.5, "eval_top1": 0.5})
+    lines, case = modelzoo_report.build("shufflenetv1_g3", str(tmp_path), "acc", 60)
+    case = dict(case)
+    assert (case["RankSize"], case["BatchSize"], case["CaseName"]) == (8, 32, "shufflenetv1_g3_bs32_8p_acc")
+    assert (case["DeviceType"], case["ActualFPS"], case["TrainAccuracy"]) == ("Ascend910", "2560.00", "0.5000")
 
 
 def test_scripts_require_data_path_and_reject_unknown_flags(tmp_path, zoo_run):

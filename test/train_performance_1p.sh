@@ -4,5 +4,5 @@ Network="shufflenetv1_g3"
 default_steps=1000 default_steps_text="default: 1000"
 source "$(cd "$(dirname "$0")" && pwd)/modelzoo_common.sh"
 parse_args "$@"
-rm -rf "$test_dir/output/$ASCEND_DEVICE_ID/ckpt_perf"
+rm -rf "$(device_output_dir)/ckpt_perf"
 run_training perf --skip_eval

@@ -349,6 +349,23 @@ def _check_previous(out, split, num_shards, manifest):
     return sorted(i for p, i in expected.items() if p in existing and os.path.isfile(_stats_path(out, split, i)))
 
 
+def report_path(out, split):
+    return os.path.join(out, "%s-build-report.txt" % split)
+
+
+def images_written(out, split):
+    """The number of images a finished `build` wrote for `split` into `out` (its report), or None."""
+    try:
+        with open(report_path(out, split)) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "images written":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def build(src, out, split, num_shards=None, labels_file=None, synset_names=None, workers=1, seed=0,
           stream=None):
     """Converts the image folder SRC into TF-slim TFRecords OUT/<split>-NNNNN-of-MMMMM.
@@ -450,22 +467,22 @@ def _finish(out, split, num_shards, labels, reused, stream):
         written += stats["written"]
         skipped.extend(tuple(s) for s in stats["skipped"])
         converted.update(stats["converted"])
-    report_path = os.path.join(out, "%s-build-report.txt" % split)
+    report_file = report_path(out, split)
     lines = ["split: %s" % split, "shards: %d" % num_shards, "images written: %d" % written,
              "classes: %d (ids 1..%d in %s)" % (len(labels), len(labels), tfrecord.LABELS_FILENAME),
              "re-encoded as RGB JPEG: %s" % (", ".join("%s %d" % kv for kv in sorted(converted.items())) or "none"),
              "skipped (undecodable): %d" % len(skipped)]
     lines += ["  %s: %s" % s for s in sorted(skipped)]
-    with open(report_path + ".tmp", "w") as f:
+    with open(report_file + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
-    os.replace(report_path + ".tmp", report_path)
+    os.replace(report_file + ".tmp", report_file)
     stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d; skipped %d undecodable%s\n" % (
         split, written, num_shards, out, sum(converted.values()), len(skipped),
-        " (listed in %s)" % report_path if skipped else ""))
+        " (listed in %s)" % report_file if skipped else ""))
     for path, reason in sorted(skipped)[:20]:
         stream.write("  skipped %s: %s\n" % (path, reason))
     if len(skipped) > 20:
-        stream.write("  ... %d more in %s\n" % (len(skipped) - 20, report_path))
+        stream.write("  ... %d more in %s\n" % (len(skipped) - 20, report_file))
     stream.flush()
     return BuildResult(out, split, num_shards, written, sorted(skipped), dict(converted), labels,
-                       report_path, reused)
+                       report_file, reused)

@@ -59,6 +59,9 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
         raise ZooError("--device must be one of %s, got %r" % (", ".join(DEVICES), device))
     if device == "auto":
         device = "npu" if npu_available() else "gpu" if _gpu_available() else "cpu"
+    elif device == "gpu" and not _gpu_available():
+        raise ZooError("--device gpu: TensorFlow sees no GPU here (tensorflow==1.15.0 needs CUDA 10.0 and cuDNN 7.6 "
+                       "to use one); use --device cpu, or auto to pick what is there")
     elif device == "npu" and not npu_available():
         raise ZooError("--device npu needs Huawei's npu_bridge (the CANN TensorFlow adapter), which does not "
                        "import here. Install the CANN toolkit and its TF adapter on an Ascend host and source its "

@@ -12,6 +12,7 @@ import time
 
 import tensorflow as tf
 
+from registry.data import builder
 from registry.data.tfrecord import LABELS_FILENAME
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
 from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
@@ -211,7 +212,19 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     return record
 
 
+def check_epoch_size(hparams, data_path, log):
+    """Notes a num_train_images that differs from what `zoo-run data build` wrote: epochs, the learning
+    rate schedule and the ETA all count in num_train_images."""
+    written = builder.images_written(data_path, "train") if data_path else None
+    if written is not None and written != hparams["num_train_images"]:
+        log("note: num_train_images is %d, but %s counts %d training images, so an epoch here is %d images. "
+            "For this data pass --set num_train_images=%d." % (
+                hparams["num_train_images"], builder.report_path(data_path, "train"), written,
+                hparams["num_train_images"], written))
+
+
 def _prepare_model_dir(model_dir, hparams, data_path, log):
+    check_epoch_size(hparams, data_path, log)
     if not tf1.gfile.IsDirectory(model_dir):
         tf1.gfile.MakeDirs(model_dir)
     _check_hparams_change(model_dir, hparams, log)

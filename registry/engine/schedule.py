@@ -3,6 +3,8 @@ import math
 
 import tensorflow as tf
 
+from registry.hparams import HParamsError
+
 SCHEDULES = ("cosine", "linear", "constant")
 
 
@@ -10,6 +12,11 @@ class Plan(object):
     """Steps and learning rate of a run, derived from the hparams and the number of replicas."""
 
     def __init__(self, hparams, num_replicas=1):
+        for key in ("batch_size", "base_batch_size", "num_train_images"):
+            if key in hparams and hparams[key] < 1:
+                raise HParamsError("%s must be >= 1, got %r" % (key, hparams[key]))
+        if num_replicas < 1:
+            raise HParamsError("the number of replicas must be >= 1, got %r" % num_replicas)
         self.num_replicas = num_replicas
         self.batch_size = hparams["batch_size"]  # per replica
         self.global_batch = self.batch_size * num_replicas
@@ -20,7 +27,7 @@ class Plan(object):
         self.peak_lr = hparams["learning_rate"] * self.global_batch / float(base_batch)
         self.schedule = hparams.get("lr_schedule", "cosine")
         if self.schedule not in SCHEDULES:
-            raise ValueError("lr_schedule must be one of %s, got %r" % (", ".join(SCHEDULES), self.schedule))
+            raise HParamsError("lr_schedule must be one of %s, got %r" % (", ".join(SCHEDULES), self.schedule))
 
     def epoch(self, step):
         return step / float(self.steps_per_epoch)
