@@ -195,11 +195,12 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         if not skip_eval:
             record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
                               replicas=plan.num_replicas)
-    if record is None and not skip_eval:  # already trained to the end: report the last result
-        record = results.read_json(model_dir, results.EVAL_RESULTS) or evaluate(
-            model, hparams, data_path, model_dir, estimator=estimator, log=log,
-            replicas=plan.num_replicas)
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    if record is None and not skip_eval:  # already trained to the end: the final checkpoint's result
+        record = results.read_json(model_dir, results.EVAL_RESULTS)
+        if not record or record.get("global_step") != final_step:   # e.g. `zoo-run eval --checkpoint` since
+            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
+                              replicas=plan.num_replicas)
     elapsed = time.time() - started
     summary = "Done: step %d/%d (epoch %.2f) on %s in %s" % (
         final_step, plan.total_steps, plan.epoch(final_step), settings.device, hooks.format_duration(elapsed))
