@@ -281,12 +281,15 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     run_hparams = dict(hparams, save_checkpoints_steps=min(hparams.get("save_checkpoints_steps", 5000), every))
     estimator = make_estimator(model, run_hparams, model_dir, plan, warm, settings=settings, train_distribute=strategy)
     evaluator = None
-    if chief and targets:
+    if chief and not skip_eval:
         with distribute.without_tf_config():   # a plain local Estimator for the evaluations
             eval_estimator = make_estimator(model, hparams, model_dir, settings=settings)
-        evaluator = BackgroundEvaluator(model_dir, targets, lambda checkpoint: evaluate(
-            model, hparams, data_path, model_dir, checkpoint=checkpoint, estimator=eval_estimator, log=log,
-            replicas=plan.num_replicas))
+
+        def evaluate_checkpoint(checkpoint=None):
+            return evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, estimator=eval_estimator,
+                            log=log, replicas=plan.num_replicas)
+
+        evaluator = BackgroundEvaluator(model_dir, targets, evaluate_checkpoint)
         evaluator.start()
     watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
     train_spec = tf.estimator.TrainSpec(
@@ -309,11 +312,8 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     if evaluator is not None:
         with data_errors():
             records = evaluator.finish()
-        record = records[-1] if records and records[-1]["global_step"] == final_step else None
-        if record is None:
-            with distribute.without_tf_config():
-                record = evaluate(model, hparams, data_path, model_dir, estimator=eval_estimator, log=log,
-                                  replicas=plan.num_replicas)
+            record = records[-1] if records and records[-1]["global_step"] == final_step else \
+                evaluate_checkpoint()   # e.g. a rerun of a finished run
     log("Done: step %d/%d on %d workers in %s%s; model dir %s" % (
         final_step, plan.total_steps, len(cluster.workers), hooks.format_duration(elapsed),
         "; held-out top-1 %.4f over %d images" % (record["top1"], record["num_images"]) if record else "", model_dir))
