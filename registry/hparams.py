@@ -109,8 +109,8 @@ def warm_start_hparams(model, source):
         with open(path) as f:
             saved = json.load(f)
     except (OSError, ValueError) as err:
-        raise HParamsError("cannot read %s of the warm-start source: %s. Fix or delete the file, or warm "
-                           "start from the checkpoint prefix of a dir without one" % (path, err))
+        raise HParamsError("cannot read the warm-start source's %s: %s. Fix the file, or delete it to warm "
+                           "start without its input convention" % (path, err))
     return {key: saved[key] for key in keys if key in saved}
 
 
