@@ -30,7 +30,7 @@ def test_npu_without_npu_bridge_is_a_clear_error():
 
 
 def test_gpu_without_a_gpu_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(devices, "_gpu_available", lambda: False)
+    monkeypatch.setattr(devices, "gpu_available", lambda: False)
     with pytest.raises(ZooError, match="--device gpu: TensorFlow sees no GPU here"):
         devices.resolve("gpu")
     assert devices.resolve("auto").device == "cpu"

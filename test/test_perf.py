@@ -17,6 +17,7 @@ def test_perf_json_report(tmp_path, zoo_run):
     assert report["train_step_time_ms"] == pytest.approx(4000.0 / report["train_images_per_sec"])
     assert len(report["train_windows_ms"]) == len(report["infer_windows_ms"]) == 5
     assert (report["batch_size"], report["image_size"], report["data"]) == (4, 64, "synthetic")
+    assert report["device"] == "cpu"   # this machine has no GPU (the report says gpu when TF sees one)
     assert report["params"] == 1864728
     # Every conv output shrinks by (64 / 224)^2; the classifier's 960 x 1000 MACs do not.
     assert report["macs"] == (137460672 - 960000) * 4 // 49 + 960000

@@ -47,7 +47,7 @@ def npu_available():
     return True
 
 
-def _gpu_available():
+def gpu_available():
     return bool(tf.config.experimental.list_physical_devices("GPU"))
 
 
@@ -58,8 +58,8 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
     if device not in DEVICES:
         raise ZooError("--device must be one of %s, got %r" % (", ".join(DEVICES), device))
     if device == "auto":
-        device = "npu" if npu_available() else "gpu" if _gpu_available() else "cpu"
-    elif device == "gpu" and not _gpu_available():
+        device = "npu" if npu_available() else "gpu" if gpu_available() else "cpu"
+    elif device == "gpu" and not gpu_available():
         raise ZooError("--device gpu: TensorFlow sees no GPU here (tensorflow==1.15.0 needs CUDA 10.0 and cuDNN 7.6 "
                        "to use one); use --device cpu, or auto to pick what is there")
     elif device == "npu" and not npu_available():

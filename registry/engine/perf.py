@@ -13,7 +13,7 @@ import time
 import tensorflow as tf
 
 from registry import graph_stats
-from registry.engine import schedule
+from registry.engine import devices, schedule
 from registry.engine.model_fn import build_model_fn
 
 tf1 = tf.compat.v1
@@ -74,8 +74,10 @@ def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30,
 
 
 def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5,
-        device="cpu", log=print):
-    """Measures each of `modes` ('train', 'infer'); returns the JSON-ready report."""
+        device=None, log=print):
+    """Measures each of `modes` ('train', 'infer'); returns the JSON-ready report. `device` (reported
+    only: a plain session places ops itself) defaults to gpu when TensorFlow sees one, else cpu."""
+    device = device or ("gpu" if devices.gpu_available() else "cpu")
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
               "data": "synthetic" if synthetic else data_path, "params": params, "macs": macs,
