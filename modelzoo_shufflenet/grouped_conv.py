@@ -15,13 +15,10 @@ whatever implementation computes it:
 """
 import tensorflow as tf
 
+from registry.engine import devices
 from registry.hparams import HParamsError
 
 IMPLEMENTATIONS = ("split", "block_diagonal", "native")
-
-
-def _gpu_available():
-    return bool(tf.config.experimental.list_physical_devices("GPU"))
 
 
 def _mkl_enabled():
@@ -32,7 +29,7 @@ def _mkl_enabled():
 def resolve_impl(impl, is_training):
     """Maps "auto" to the fastest implementation measured for this device and mode."""
     if impl == "auto":
-        if _gpu_available():
+        if devices.gpu_available():
             return "native"
         return "split" if is_training and not _mkl_enabled() else "block_diagonal"
     if impl not in IMPLEMENTATIONS:

@@ -47,8 +47,13 @@ def npu_available():
     return True
 
 
+def gpu_count():
+    """GPUs TensorFlow sees in this process."""
+    return len(tf.config.experimental.list_physical_devices("GPU"))
+
+
 def gpu_available():
-    return bool(tf.config.experimental.list_physical_devices("GPU"))
+    return gpu_count() > 0
 
 
 def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path=None, over_dump=False,

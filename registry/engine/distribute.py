@@ -23,6 +23,7 @@ import threading
 
 import tensorflow as tf
 
+from registry.engine import devices
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -166,7 +167,7 @@ def mirrored_strategy(device, replicas):
     """(MirroredStrategy over `replicas` local devices, session config). On cpu the replicas are virtual
     CPU devices sharing the cores: the same synchronous algorithm, for parity checks, not for speed."""
     if device == "gpu":
-        available = len(tf.config.experimental.list_physical_devices("GPU"))
+        available = devices.gpu_count()
         if replicas > available:
             raise ZooError("--replicas %d needs %d GPUs; TensorFlow sees %d" % (replicas, replicas, available))
         return tf.distribute.MirroredStrategy(["/gpu:%d" % i for i in range(replicas)]), None
