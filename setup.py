@@ -22,23 +22,33 @@ SHUFFLENET_VARIANTS = {
 setup(
     name="modelzoo-shufflenet",
     version="0.1.0",
-    description="ShuffleNetV1 for TensorFlow 1.15 / Ascend ModelZoo, as a plugin of a generic zoo runner",
+    description="ShuffleNetV1 for TensorFlow 1.15 (Ascend ModelZoo) and 2.15, as a plugin of a generic zoo runner",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.7,<3.8",
+    # Two lanes, one code base (registry/tf_compat.py): Python 3.7 gets the card's pinned TF 1.15 stack
+    # (the only one with Ascend's npu_bridge); Python 3.9-3.11 gets TF 2.15, the last release with tf.estimator.
+    python_requires=">=3.7,!=3.8.*,<3.12",
     packages=find_packages(include=["registry", "registry.*", "modelzoo_shufflenet", "modelzoo_shufflenet.*"]),
     package_data={
         "modelzoo_shufflenet": ["modelzoo_level.txt"],
         "registry": ["data/demo/*"],
     },
     install_requires=[
-        "tensorflow==1.15.0",
-        "protobuf<3.21",
-        "stevedore==3.5.2",
+        # lane tf1: the design card's pinned stack
+        "tensorflow==1.15.0; python_version < '3.8'",
+        "protobuf<3.21; python_version < '3.8'",
+        "stevedore==3.5.2; python_version < '3.8'",
+        # lane tf2: current CPUs (oneDNN) and CUDA 12 GPUs
+        "tensorflow==2.15.1; python_version >= '3.9'",
+        "stevedore>=3.5.2; python_version >= '3.9'",
         "pyyaml",
         "numpy",
     ],
-    extras_require={"test": ["pytest", "pillow"]},
+    extras_require={
+        "test": ["pytest", "pillow"],
+        # NVIDIA GPUs on lane tf2: TF 2.15 with its CUDA 12 / cuDNN 8.9 wheels
+        "gpu": ["tensorflow[and-cuda]==2.15.1; python_version >= '3.9'"],
+    },
     entry_points={
         "console_scripts": ["zoo-run = registry.cli:main"],
         "modelzoo.models": [

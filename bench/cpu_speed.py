@@ -5,7 +5,7 @@ process per configuration; the table gives the median over rounds and the ratio 
 
     python bench/cpu_speed.py --rounds 3 \\
         --torch /tmp/torchenv/bin/python \\
-        --tf stock=.venv/bin/zoo-run \\
+        --tf tf1=.venv/tf1/bin/zoo-run --tf tf2=.venv/tf2/bin/zoo-run \\
         --tf "intel=/tmp/itf/bin/zoo-run OMP_NUM_THREADS=2 KMP_BLOCKTIME=1"
 
 `--tf NAME=ZOO_RUN [VAR=VALUE ...]` adds a TensorFlow configuration: the zoo-run of a venv (e.g. one

@@ -2,10 +2,10 @@
 beside the bare JPEG-decode rate of the same files on the same cores, measured in the same run.
 
     # once: an ImageNet-like set (~500x375 photos) made from the real photos scikit-learn ships
-    .venv/bin/pip install scikit-learn
-    .venv/bin/python bench/input_pipeline.py make-photos /tmp/photos --count 512
+    .venv/tf1/bin/pip install scikit-learn
+    .venv/tf1/bin/python bench/input_pipeline.py make-photos /tmp/photos --count 512
     # then
-    .venv/bin/python bench/input_pipeline.py run /tmp/photos/records
+    .venv/tf1/bin/python bench/input_pipeline.py run /tmp/photos/records
 
 The bare decode rate: the same JPEG bytes, held in memory, decoded whole by tf.image.decode_jpeg in a
 parallel tf.data map (as many calls as cores) and discarded. The pipeline: files -> interleave ->

@@ -1,37 +1,47 @@
 """Grouped 1x1 convolution, and the one place that decides how to compute it.
 
-TF 1.15 has no grouped convolution on CPU ("Generic conv implementation does not support
-grouped convolutions"); cuDNN has it on GPU. All implementations share one variable of
-shape [1, 1, in/groups, out] (TF's and PyTorch's grouped layout), so a checkpoint loads
-whatever implementation computes it:
+All implementations share one variable of shape [1, 1, in/groups, out] (TF's and PyTorch's grouped
+layout), so a checkpoint loads whatever implementation computes it, on either TensorFlow lane:
 
-- "split":          split the input into groups, one 1x1 conv each, concat. Fastest CPU training
-                    with stock TensorFlow (12.4 vs 10.9 img/s, g3 batch 32 at 224, 2 cores).
-- "block_diagonal": one dense 1x1 conv with a block-diagonal kernel (zeros off the diagonal).
-                    Fastest CPU inference (frozen: 55.6 vs 48.9 img/s; Grappler folds the kernel
-                    and the following batch norm once), and fastest training on an MKL build
-                    (intel-tensorflow 1.15.2: 17.2 vs 14.8 img/s).
-- "native":         tf.nn.conv2d with the grouped kernel; needs a GPU (cuDNN) at run time.
+- "split":          split the input into groups, one 1x1 conv each, concat.
+- "block_diagonal": one dense 1x1 conv with a block-diagonal kernel (zeros off the diagonal);
+                    Grappler folds the kernel and the following batch norm once in a frozen graph.
+- "native":         tf.nn.conv2d with the grouped kernel. Runs on cuDNN (GPU) and on oneDNN CPU
+                    kernels (TF 2.15 on x86); stock TF 1.15.0's CPU kernels reject it at run time
+                    ("Generic conv implementation does not support grouped convolutions").
+
+`auto` picks, per lane, device and mode, the fastest measured (g3 1.0x, batch 32 at 224, 2 cores,
+`zoo-run perf --synthetic --set grouped_conv_impl=...`, images/sec, alternating rounds):
+
+| lane / kernels                | train                         | infer (frozen graph)               |
+|-------------------------------|-------------------------------|------------------------------------|
+| tf1, stock 1.15.0 (no oneDNN) | split 12.4 > block_diag 10.9  | block_diagonal 55.6 > split 48.9   |
+| tf1, intel-tensorflow 1.15.2  | block_diagonal 17.2 > split 14.8 | block_diagonal                  |
+| tf2, 2.15.1 (oneDNN)          | native (see README)           | native (see README)                |
+| GPU (cuDNN), either lane      | native (not measured here: no GPU) | native                        |
 """
 import tensorflow as tf
 
-from registry.engine import devices
+from registry import tf_compat
 from registry.hparams import HParamsError
 
 IMPLEMENTATIONS = ("split", "block_diagonal", "native")
 
 
-def _mkl_enabled():
-    from tensorflow.python import pywrap_tensorflow
-    return bool(getattr(pywrap_tensorflow, "IsMklEnabled", lambda: False)())
+def resolve_impl(impl, is_training, dtype=tf.float32):
+    """Maps "auto" to the fastest implementation measured for this lane, device and mode (table above);
+    any other value must be one of IMPLEMENTATIONS (HParamsError otherwise).
 
-
-def resolve_impl(impl, is_training):
-    """Maps "auto" to the fastest implementation measured for this device and mode."""
+    oneDNN's grouped convolution is float32 only: TF 2.15 has no float16 grouped-conv gradient on the CPU
+    ("Gradients for grouped convolutions are not supported on CPU"), so float16 compute (force_fp16) off
+    a GPU takes the split or block-diagonal form."""
     if impl == "auto":
-        if devices.gpu_available():
+        if tf_compat.gpu_count():
             return "native"
-        return "split" if is_training and not _mkl_enabled() else "block_diagonal"
+        onednn = tf_compat.onednn_enabled()
+        if tf_compat.LANE == "tf2" and onednn and tf.as_dtype(dtype) == tf.float32:
+            return "native"
+        return "split" if is_training and not onednn else "block_diagonal"
     if impl not in IMPLEMENTATIONS:
         raise HParamsError("grouped_conv_impl must be 'auto' or one of %s, got %r"
                            % (", ".join(IMPLEMENTATIONS), impl))

@@ -143,7 +143,7 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
     if height is None or width_px is None or height % 32 or width_px % 32:
         raise HParamsError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s; "
                            "set image_size to e.g. 224 or 96" % (height, width_px))
-    impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training)
+    impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training, images.dtype)
     with tf1.variable_scope(scope):
         x = _conv3x3(images, arch.first_channels, 2, "first_conv", stddev=0.01)
         x = tf.nn.relu(_batch_norm(x, is_training, "first_bn"))

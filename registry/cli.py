@@ -19,8 +19,8 @@ Networks are plugins: any installed distribution that publishes an object in the
 
 
 def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+    from registry import tf_compat  # noqa: F401  (the lane's own warning filters)
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
     return tf
 
@@ -316,6 +316,9 @@ def build_parser():
 
 
 def main(argv=None):
+    # Before any plugin imports TensorFlow: its C++ log (TF 2.15's CUDA-plugin registration lines on a
+    # machine without a GPU, start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     args.argv = argv  # the launcher replays the command line for its workers
     try:

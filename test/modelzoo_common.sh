@@ -3,8 +3,14 @@
 # read from the runner's run_summary.json (never grepped from log text).
 
 test_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ZOO_RUN=${ZOO_RUN:-$test_dir/../.venv/bin/zoo-run}
-[ -x "$ZOO_RUN" ] || ZOO_RUN=zoo-run
+# zoo-run: $ZOO_RUN, else the one on the PATH (an active venv), else the repository's lane venv (tf1 first:
+# the Ascend lane), as `make install` or `make install STACK=tf2` made it.
+if [ -z "$ZOO_RUN" ]; then
+    for candidate in "$(command -v zoo-run)" "$test_dir/../.venv/tf1/bin/zoo-run" "$test_dir/../.venv/tf2/bin/zoo-run"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ]; then ZOO_RUN=$candidate; break; fi
+    done
+    ZOO_RUN=${ZOO_RUN:-zoo-run}
+fi
 export ASCEND_DEVICE_ID=${ASCEND_DEVICE_ID:-0}
 
 usage() {

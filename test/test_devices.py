@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from registry import tf_compat
 from registry.engine import devices
 from registry.errors import ZooError
 
@@ -25,8 +26,19 @@ def test_cpu_settings_and_npu_only_flags_are_rejected_elsewhere():
 
 def test_npu_without_npu_bridge_is_a_clear_error():
     assert not devices.npu_available()
-    with pytest.raises(ZooError, match="--device npu needs Huawei's npu_bridge"):
+    expected = "--device npu needs Huawei's npu_bridge" if tf_compat.LANE == "tf1" else \
+        r"--device npu needs lane tf1: .* this process runs TensorFlow 2\.15.* Use Python 3\.7 \+ tensorflow==1\.15\.0"
+    with pytest.raises(ZooError, match=expected):
         devices.resolve("npu")
+
+
+@pytest.mark.skipif(tf_compat.LANE == "tf1", reason="lane tf1 runs the NPU path (the wiring tests below)")
+def test_npu_on_lane_tf2_names_the_lane_even_with_an_npu_bridge_on_the_path(tmp_path, zoo_run):
+    """The double makes npu_bridge importable; on tf2 the CLI still refuses --device npu, naming lane tf1."""
+    out, calls = _run_npu(tmp_path, zoo_run, "--max_steps", "1")
+    assert out.returncode == 2, out.stdout
+    assert "--device npu needs lane tf1" in out.stdout and "Python 3.7 + tensorflow==1.15.0" in out.stdout
+    assert not calls
 
 
 def test_gpu_without_a_gpu_is_a_clear_error(monkeypatch):
@@ -56,6 +68,7 @@ def _run_npu(tmp_path, zoo_run, *extra, **env):
     return out, calls
 
 
+@pytest.mark.tf1_only
 def test_npu_data_parallel_mixed_precision_wiring(tmp_path, zoo_run):
     table = tmp_path / "rank_table.json"
     table.write_text("{}")
@@ -81,6 +94,7 @@ def test_npu_data_parallel_mixed_precision_wiring(tmp_path, zoo_run):
     assert "Done: step 4/" in out.stdout and "on npu" in out.stdout
 
 
+@pytest.mark.tf1_only
 def test_npu_fp32_dump_and_profiling(tmp_path, zoo_run):
     out, calls = _run_npu(tmp_path, zoo_run, "--precision_mode", "force_fp32", "--max_steps", "1", "--over_dump",
                           "--dump_path", str(tmp_path / "dump"), "--profiling", str(tmp_path / "prof"))
@@ -93,6 +107,7 @@ def test_npu_fp32_dump_and_profiling(tmp_path, zoo_run):
     assert str(tmp_path / "prof") in calls["ProfilingConfig"][0]["profiling_options"]
 
 
+@pytest.mark.tf1_only
 def test_npu_ranks_need_a_rank_table(tmp_path, zoo_run):
     out, _ = _run_npu(tmp_path, zoo_run, "--max_steps", "1", RANK_SIZE="8")
     assert out.returncode == 2

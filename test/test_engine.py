@@ -121,9 +121,14 @@ def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
     runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
     assert any("resume wins" in line for line in lines)
     # Resuming a model dir with another classifier size is a clear error naming the fix, not a TF traceback.
-    with pytest.raises(ZooError, match=r"does not fit the model being trained \(lhs shape= \[960,12\] rhs shape= "
-                                       r"\[960,10\]\).*new --model_dir, with --warm_start_from"):
+    with pytest.raises(ZooError, match=r"does not fit the model being trained \(shufflenet_v1/classifier/kernel: shape "
+                                       r"\[960, 10\] in checkpoint, \[960, 12\] in model\).*new --model_dir, with "
+                                       r"--warm_start_from"):
         runner.train(MODEL, demo_hparams(epochs=0.2, num_classes=12), DEMO, source, log=_quiet)
+    # ... and so is evaluating it as another network (TF 2.15 would restore the wrong shape without a word).
+    with pytest.raises(ZooError, match=r"does not fit the model being evaluated \(shufflenet_v1/classifier/kernel: "
+                                       r"shape \[960, 10\] in checkpoint, \[960, 12\] in model\)"):
+        runner.evaluate(MODEL, demo_hparams(num_classes=12), DEMO, source)
 
 
 def test_seeded_segments_get_their_own_reproducible_streams():

@@ -205,7 +205,8 @@ class ImageChecker(object):
             if kind is not None:
                 data = self._session.run(self._encode, {self._data: data})
         except self._errors as err:
-            raise ValueError(err.message.split("\n")[0])
+            from registry import tf_compat
+            raise ValueError(tf_compat.op_error_line(err))
         if shape[0] < 1 or shape[1] < 1:
             raise ValueError("image has no pixels (%dx%d)" % (shape[1], shape[0]))
         return data, int(shape[0]), int(shape[1]), kind

@@ -18,6 +18,8 @@ import os
 
 import tensorflow as tf
 
+from registry import tf_compat
+
 from registry.errors import DataError
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -157,11 +159,7 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
     dataset = dataset.batch(batch_size, drop_remainder=True)
     dataset = dataset.prefetch(prefetch_batches)
 
-    options = tf.data.Options()
-    options.experimental_deterministic = deterministic
     # One image per thread: the map already runs images in parallel, and splitting each small op
     # over the intra-op pool as well only adds synchronisation (TF official models do the same).
-    options.experimental_threading.max_intra_op_parallelism = 1
-    if private_threadpool_size:
-        options.experimental_threading.private_threadpool_size = private_threadpool_size
-    return dataset.with_options(options)
+    return dataset.with_options(tf_compat.data_options(deterministic, max_intra_op_parallelism=1,
+                                                       private_threadpool_size=private_threadpool_size))

@@ -59,7 +59,8 @@ class Predictor(object):
         try:
             return self.session.run([self.probabilities, self.logits], {self.image_bytes: data})
         except self._tf.errors.InvalidArgumentError as err:
-            raise ZooError("%s could not be decoded as an image (%s)" % (source, str(err.message).split("\n")[0]))
+            from registry import tf_compat
+            raise ZooError("%s could not be decoded as an image (%s)" % (source, tf_compat.op_error_line(err)))
 
     def close(self):
         self.session.close()
@@ -78,8 +79,9 @@ def check_decodable(images):
                 try:
                     sess.run(shape, {data: content})
                 except tf.errors.InvalidArgumentError as err:
+                    from registry import tf_compat
                     raise ZooError("%s could not be decoded as an image (%s)"
-                                   % (path, str(err.message).split("\n")[0]))
+                                   % (path, tf_compat.op_error_line(err)))
 
 
 def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None):

@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from registry import tf_compat
 from registry.errors import ZooError
 
 DEVICES = ("auto", "cpu", "gpu", "npu")
@@ -40,6 +41,9 @@ DeviceSettings = collections.namedtuple(
 
 
 def npu_available():
+    """Whether Ascend's npu_bridge imports (never on lane tf2: it is the TF 1.15 adapter)."""
+    if not tf_compat.npu_supported():
+        return False
     try:
         import npu_bridge  # noqa: F401
     except ImportError:
@@ -49,7 +53,7 @@ def npu_available():
 
 def gpu_count():
     """GPUs TensorFlow sees in this process."""
-    return len(tf.config.experimental.list_physical_devices("GPU"))
+    return tf_compat.gpu_count()
 
 
 def gpu_available():
@@ -65,8 +69,10 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
     if device == "auto":
         device = "npu" if npu_available() else "gpu" if gpu_available() else "cpu"
     elif device == "gpu" and not gpu_available():
-        raise ZooError("--device gpu: TensorFlow sees no GPU here (tensorflow==1.15.0 needs CUDA 10.0 and cuDNN 7.6 "
-                       "to use one); use --device cpu, or auto to pick what is there")
+        raise ZooError("--device gpu: TensorFlow sees no GPU here (%s); use --device cpu, or auto to pick what "
+                       "is there" % tf_compat.cuda_requirement())
+    elif device == "npu" and not tf_compat.npu_supported():
+        raise ZooError(tf_compat.npu_lane_error())
     elif device == "npu" and not npu_available():
         raise ZooError("--device npu needs Huawei's npu_bridge (the CANN TensorFlow adapter), which does not "
                        "import here. Install the CANN toolkit and its TF adapter on an Ascend host and source its "

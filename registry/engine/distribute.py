@@ -23,6 +23,7 @@ import threading
 
 import tensorflow as tf
 
+from registry import tf_compat
 from registry.engine import devices
 from registry.errors import ZooError
 
@@ -159,8 +160,7 @@ class WeightsFingerprintHook(tf1.train.SessionRunHook):
 
 def make_strategy():
     """MultiWorkerMirroredStrategy over TF_CONFIG's workers (ring all-reduce; works on CPU)."""
-    return tf.distribute.experimental.MultiWorkerMirroredStrategy(
-        tf.distribute.experimental.CollectiveCommunication.RING)
+    return tf_compat.multi_worker_strategy()
 
 
 def mirrored_strategy(device, replicas):
@@ -170,11 +170,11 @@ def mirrored_strategy(device, replicas):
         available = devices.gpu_count()
         if replicas > available:
             raise ZooError("--replicas %d needs %d GPUs; TensorFlow sees %d" % (replicas, replicas, available))
-        return tf.distribute.MirroredStrategy(["/gpu:%d" % i for i in range(replicas)]), None
+        return tf_compat.mirrored_strategy(["/gpu:%d" % i for i in range(replicas)]), None
     if device != "cpu":
         raise ZooError("--replicas is for cpu/gpu; on Ascend use RANK_SIZE/RANK_TABLE_FILE")
     config = tf1.ConfigProto(device_count={"CPU": replicas})
-    return tf.distribute.MirroredStrategy(["/cpu:%d" % i for i in range(replicas)]), config
+    return tf_compat.mirrored_strategy(["/cpu:%d" % i for i in range(replicas)]), config
 
 
 def exit_worker(code):

@@ -73,10 +73,10 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
         one_hot = tf.one_hot(safe_labels, hparams["num_classes"])
         per_example = tf1.losses.softmax_cross_entropy(
             one_hot, logits, label_smoothing=hparams.get("label_smoothing", 0.0), reduction=tf1.losses.Reduction.NONE)
-        cross_entropy = tf.div_no_nan(tf.reduce_sum(per_example * weights), tf.reduce_sum(weights), name=LOSS_NAME)
+        cross_entropy = tf.math.divide_no_nan(tf.reduce_sum(per_example * weights), tf.reduce_sum(weights), name=LOSS_NAME)
 
         if mode == tf.estimator.ModeKeys.EVAL:
-            in_top5 = tf.cast(tf.nn.in_top_k(logits, safe_labels, min(5, hparams["num_classes"])), tf.float32)
+            in_top5 = tf.cast(tf1.nn.in_top_k(predictions=logits, targets=safe_labels, k=min(5, hparams["num_classes"])), tf.float32)
             metrics = {
                 "top1": tf1.metrics.accuracy(safe_labels, classes, weights=weights),
                 "top5": tf1.metrics.mean(in_top5, weights=weights),

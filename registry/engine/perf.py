@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from registry import graph_stats
+from registry import graph_stats, tf_compat
 from registry.engine import devices, schedule
 from registry.engine.model_fn import build_model_fn
 
@@ -80,6 +80,7 @@ def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_
     device = device or ("gpu" if devices.gpu_available() else "cpu")
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
+              "lane": tf_compat.LANE, "tensorflow": tf.__version__,
               "data": "synthetic" if synthetic else data_path, "params": params, "macs": macs,
               "steps": steps, "warmup_steps": warmup_steps, "windows": windows}
     for name in modes:

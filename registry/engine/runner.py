@@ -12,6 +12,7 @@ import time
 
 import tensorflow as tf
 
+from registry import tf_compat
 from registry.data import builder
 from registry.data.tfrecord import LABELS_FILENAME
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
@@ -33,7 +34,7 @@ def data_errors():
     try:
         yield
     except tf.errors.InvalidArgumentError as err:
-        message = str(err.message).split("\n")[0]
+        message = tf_compat.op_error_line(err)
         if "assertion failed:" in message and "Fix:" in message:
             text = message.split("assertion failed:", 1)[1]
             raise DataError(re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", text).strip())
@@ -60,12 +61,22 @@ def training_errors(model_dir):
         if "Restoring from checkpoint failed" in str(err):
             detail = re.search(r"Key \S+ not found in checkpoint|lhs shape= \[[^\]]*\] rhs shape= \[[^\]]*\]",
                                str(err))
-            raise ZooError(
-                "the checkpoint %s does not fit the model being trained (%s). A model dir resumes only the run "
-                "that made it (same network, num_classes and precision mode). Train into a new --model_dir, with "
-                "--warm_start_from %s to start from its weights." % (last, detail.group(0) if detail else
-                                                                     type(err).__name__, model_dir))
+            raise ZooError(_misfit_message(last, [detail.group(0) if detail else type(err).__name__], model_dir))
         raise
+
+
+def _check_resume(model, hparams, checkpoint, model_dir):
+    misfits = ws.checkpoint_misfits(model, hparams, checkpoint)
+    if misfits:
+        raise ZooError(_misfit_message(checkpoint, misfits, model_dir))
+
+
+def _misfit_message(checkpoint, misfits, model_dir):
+    return ("the checkpoint %s does not fit the model being trained (%s%s). A model dir resumes only the run that "
+            "made it (same network, num_classes and precision mode). Train into a new --model_dir, with "
+            "--warm_start_from %s to start from its weights." % (
+                checkpoint, "; ".join(misfits[:3]), "; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "",
+                model_dir))
 
 
 def stream_hparams(hparams, start_step):
@@ -104,10 +115,16 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
 
     `replicas` (default: the device settings' rank size) converts the step into an epoch."""
     replicas = replicas or (settings.rank_size if settings else 1)
-    estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
+    # A training run's own estimator evaluates its own checkpoints; anything else is checked first.
+    misfits = [] if estimator else ws.checkpoint_misfits(model, hparams, checkpoint)
+    estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
+    if misfits:
+        raise ZooError("the checkpoint %s does not fit the model being evaluated (%s). Evaluate it with the hparams "
+                       "it was trained with (its model dir's hparams.json; no --set of num_classes or the network)."
+                       % (checkpoint, "; ".join(misfits[:3])))
     start = time.time()
     with data_errors():
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
@@ -176,11 +193,12 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
     if latest:
+        _check_resume(model, hparams, latest, model_dir)
         log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
                                                              plan.epoch(start_step)))
     else:
-        log("Training from scratch: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
-            % (plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
+        log("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
+            % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
                plan.schedule))
 
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log)
@@ -264,6 +282,8 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
                        "(NPUDistributedOptimizer)")
     chief = cluster.index == 0
     distribute.check_own_port(cluster)
+    # Started before the strategy: TF 2.15's coordination service already waits for every peer there.
+    watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
     strategy = distribute.make_strategy()
     plan = schedule.Plan(hparams, strategy.num_replicas_in_sync)
     last_step = min(plan.total_steps, max_steps or plan.total_steps)
@@ -271,6 +291,8 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
         _prepare_model_dir(model_dir, hparams, data_path, log)
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
+    if latest:
+        _check_resume(model, hparams, latest, model_dir)
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log if chief else _silent)
     log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
         % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
@@ -291,7 +313,6 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
 
         evaluator = BackgroundEvaluator(model_dir, targets, evaluate_checkpoint)
         evaluator.start()
-    watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
     train_spec = tf.estimator.TrainSpec(
         _input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, start_step), data_path, synthetic),
         max_steps=last_step,
@@ -329,7 +350,8 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
     rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
     images_per_sec = statistics.median(rates) if rates else None
     return {
-        "device": settings.device, "rank_size": settings.rank_size, "replicas": plan.num_replicas,
+        "device": settings.device, "lane": tf_compat.LANE, "tensorflow": tf.__version__,
+        "rank_size": settings.rank_size, "replicas": plan.num_replicas,
         "global_batch": plan.global_batch,
         "batch_size": plan.batch_size, "start_step": start_step, "final_step": final_step,
         "total_steps": plan.total_steps, "images_per_sec": images_per_sec,

@@ -35,6 +35,20 @@ def model_variable_shapes(model, hparams):
         return {v.op.name: v.shape.as_list() for v in tf1.global_variables()}
 
 
+def checkpoint_misfits(model, hparams, checkpoint):
+    """What keeps `checkpoint` from restoring the network's variables, as 'name: reason' strings (empty when
+    it fits). Checked before a resume or an evaluation: TF 2.15's resource variables restore a tensor of
+    another shape without a word (TF 1.15 fails with 'lhs shape= ... rhs shape='), so neither lane relies on it."""
+    saved = {name: list(shape) for name, shape in tf1.train.list_variables(checkpoint)}
+    misfits = []
+    for name, shape in sorted(model_variable_shapes(model, hparams).items()):
+        if name not in saved:
+            misfits.append("%s: not in checkpoint" % name)
+        elif saved[name] != shape:
+            misfits.append("%s: shape %s in checkpoint, %s in model" % (name, saved[name], shape))
+    return misfits
+
+
 def plan_warm_start(model, hparams, checkpoint_path):
     checkpoint = resolve_checkpoint(checkpoint_path)
     saved = {name: list(shape) for name, shape in tf1.train.list_variables(checkpoint)}
