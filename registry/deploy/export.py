@@ -43,6 +43,11 @@ def export_hparams(model, hparams, target):
     return dict(hook(hparams, target) if callable(hook) else hparams)
 
 
+def changed_hparams(hparams, built):
+    """{key: value} of `built` that differ from `hparams` (what an export changed, for its info file)."""
+    return collections.OrderedDict((k, v) for k, v in sorted(built.items()) if hparams.get(k) != v)
+
+
 def _heads(tf, logits):
     logits = tf.cast(logits, tf.float32)
     return (tf.identity(logits, name="logits"), tf.nn.softmax(logits, name="probabilities"),
@@ -166,12 +171,11 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
             f.write("".join(n + "\n" for n in names))
     common = collections.OrderedDict([("model", name or repr(model)), ("checkpoint", checkpoint),
                                       ("tensorflow", tf.__version__), ("class_names", labels_path),
-                                      ("labels_source", source)])
+                                      ("labels_source", source), ("hparams", hparams)])
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, export_hparams(model, hparams, "tensorflow"), checkpoint, output, batch_size,
-                                 common, log)
+        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log)
     if "onnx" in formats:
         infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:1,%d,%d,3\" --output=%s "
@@ -182,8 +186,9 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
 
 
 def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
-    saved_model = write_saved_model(model, hparams, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
-    frozen, nodes = write_frozen_graph(model, hparams, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
+    built = export_hparams(model, hparams, "tensorflow")
+    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
+    frozen, nodes = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
     size = int(hparams["image_size"])
     info = collections.OrderedDict(common)
     info.update([
@@ -201,7 +206,7 @@ def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
                        "shape": [batch_size, size, size, 3]}),
             ("outputs", {n: n + ":0" for n in OUTPUT_NODES}),
             ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size))])),
-        ("hparams", hparams),
+        ("built_with", changed_hparams(hparams, built)),
     ])
     with open(os.path.join(output, EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=2)

@@ -2,7 +2,8 @@
 
 OUTPUT/model.onnx      input `input` float32 [N, S, S, 3] (N dynamic; NHWC, preprocessed like the frozen
                        graph's input) -> `logits`, `probabilities` float32 [N, K]; opset OPSET by default
-OUTPUT/onnx_info.json  opset, names and shapes, converter and runtime versions, the validation figures
+OUTPUT/onnx_info.json  opset, names and shapes, converter and runtime versions, the validation figures, the
+                       model dir's hparams (input convention) and the ones the graph was built with instead
 
 The graph converted is the one `write_frozen_graph` freezes (variables made constants), built with the
 plugin's `export_hparams(hparams, "onnx")` and a dynamic batch; tf2onnx folds batch norm into the
@@ -109,16 +110,16 @@ def validate(sess, images, expected, tolerance=TOLERANCE):
     return differences
 
 
-def versions():
+def versions(packages=PACKAGES):
     """{package: version} of the ONNX packages."""
-    modules = require("the ONNX export")
-    return collections.OrderedDict((name, modules[name].__version__) for name in PACKAGES)
+    modules = require("the ONNX export", packages)
+    return collections.OrderedDict((name, modules[name].__version__) for name in packages)
 
 
 def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print):
     """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
     OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
-    returns the onnx_info dict."""
+    returns the onnx_info dict. `hparams`: the model dir's."""
     from registry.deploy import export as export_mod
     packages = versions()
     onnx_hparams = export_mod.export_hparams(model, hparams, "onnx")
@@ -146,7 +147,7 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print)
             ("images", "%d photos of the bundled demo data (validation split), eval transform" % len(images)),
             ("reference", "the checkpoint restored in TensorFlow %s" % _tf_version()),
             ("tolerance", TOLERANCE), ("max_abs_logit_difference", differences)])),
-        ("hparams", onnx_hparams),
+        ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
     ])
     with open(os.path.join(output, ONNX_INFO), "w") as f:
         json.dump(info, f, indent=2)
