@@ -123,7 +123,7 @@ class ShuffleNetV1Model(object):
 
         target "tensorflow" (SavedModel, frozen graph): grouped 1x1 convolutions as block-diagonal dense
         kernels, which run on any device (the native grouped op needs a GPU in TensorFlow).
-        target "onnx": the native grouped op (an ONNX Conv with group=g, which every ONNX runtime runs)
+        target "onnx": the native grouped op (a standard ONNX Conv with group=g)
         and the slice-based channel shuffle (no NHWC/NCHW transposes around it after tf2onnx).
         """
         hparams = dict(hparams)

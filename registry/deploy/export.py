@@ -6,7 +6,8 @@ OUTPUT/saved_model/            SavedModel (tag `serve`) with two signatures:
     predict_images    images: float32 [N, S, S, 3] preprocessed     -> logits, probabilities [N, K], classes [N]
 OUTPUT/frozen_graph.pb         GraphDef, variables folded into constants, fixed input shape:
     input: `input` float32 [batch, S, S, 3] (NHWC, preprocessed) -> `logits`, `probabilities`, `classes`
-OUTPUT/export_info.json        node names, shapes, the checkpoint and the hparams (input convention)
+OUTPUT/export_info.json        node names, shapes, the checkpoint, the model dir's hparams (input convention) and
+                               `built_with`: the hparams the export changed for TensorFlow
 format "onnx" (registry.deploy.onnx_export):
 OUTPUT/model.onnx, OUTPUT/onnx_info.json
 both:
