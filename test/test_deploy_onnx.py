@@ -102,7 +102,8 @@ def test_the_validation_refuses_logits_that_differ(exported, ort_session):
     assert max(differences.values()) <= limit == TOLERANCE            # logits below 10: the absolute 1e-4
     assert onnx_export.tolerance(expected * 100) == pytest.approx(1e-5 * 100 * np.abs(expected).max())
     expected[-1, 0] += 0.01
-    with pytest.raises(ZooError, match=r"differ from the checkpoint.s by 0\.0\d+ \(batch 1: .*, batch 3: 0\.0\d+\).*model.onnx was not written"):
+    with pytest.raises(ZooError, match=r"differ from the checkpoint.s by 0\.0\d+ \(batch 1: .*, batch 3: 0\.0\d+\)"
+                                      r".*model.onnx was not written"):
         onnx_export.validate(ort_session, images, expected)
 
 

@@ -93,7 +93,8 @@ def register(subparsers):
                     "'logits', 'probabilities', 'classes') and OUTPUT/export_info.json. --format onnx writes "
                     "OUTPUT/model.onnx (input 'input' float32 [N,H,W,3] with N dynamic, outputs 'logits', "
                     "'probabilities'; needs `pip install .[onnx]`) and OUTPUT/onnx_info.json, after checking "
-                    "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: both.",
+                    "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: "
+                    "both.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Ascend:\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
                "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310\n"
