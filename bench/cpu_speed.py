@@ -17,8 +17,10 @@ timed by bench/onnx_speed.py) and the project's own ONNX conversion (`zoo-run pe
 and their ratio. The torch venv is a dev-only comparison (bench/torch_reference.py), never a dependency.
 """
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +71,7 @@ def main():
         zoo_run, env = _command(rest)
         configs.append((name, [zoo_run, "perf", args.model, "--synthetic"] + common, env))
     workdir = tempfile.mkdtemp(prefix="cpu_speed_")
+    atexit.register(shutil.rmtree, workdir, True)
     if args.onnx:
         zoo_run, env = _command(args.onnx)
         torch_onnx = os.path.join(workdir, "torch_reference.onnx")
