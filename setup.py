@@ -19,6 +19,19 @@ SHUFFLENET_VARIANTS = {
     "shufflenetv1_g8_2.0x": "SHUFFLENETV1_G8_2_0X",
 }
 
+# The `onnx` extra (zoo-run export --format onnx, zoo-run perf --runtime onnxruntime), pinned per TensorFlow lane.
+# tf1 (Python 3.7, TF 1.15, protobuf<3.21): the last onnx and onnxruntime releases for Python 3.7, and tf2onnx 1.14.0,
+# which converts TF 1.15 graphs. tf2 (Python >= 3.9, TF 2.15): releases that still support Python 3.9; onnx 1.19
+# (unpinned `ml_dtypes`) failed to import beside TF 2.15's ml-dtypes~=0.3.1 (no float4_e2m1fn there).
+ONNX = [
+    "tf2onnx==1.14.0; python_version < '3.8'",
+    "onnx==1.14.1; python_version < '3.8'",
+    "onnxruntime==1.14.1; python_version < '3.8'",
+    "tf2onnx==1.16.1; python_version >= '3.9'",
+    "onnx==1.16.2; python_version >= '3.9'",
+    "onnxruntime==1.19.2; python_version >= '3.9'",
+]
+
 setup(
     name="modelzoo-shufflenet",
     version="0.1.0",
@@ -45,7 +58,8 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "pillow"],
+        "test": ["pytest", "pillow"] + ONNX,
+        "onnx": ONNX,
         # NVIDIA GPUs on lane tf2: TF 2.15 with its CUDA 12 / cuDNN 8.9 wheels
         "gpu": ["tensorflow[and-cuda]==2.15.1; python_version >= '3.9'"],
     },

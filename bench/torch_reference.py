@@ -4,11 +4,16 @@ Runs in a separate Python 3.11 venv with the CPU build of torch 2.13.0:
 
     python3.11 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy
     /tmp/torchenv/bin/python bench/torch_reference.py --json torch.json
+    /tmp/torchenv/bin/python bench/torch_reference.py --export_onnx torch_reference.onnx   # for onnxruntime
 
 The network is the reference's module structure (scripts/make_reference_weights.py), NCHW, in
 PyTorch's defaults (threads = cores). Train: SGD with momentum 0.9, weight decay, cross-entropy with
 label smoothing 0.1, on one fixed random batch; infer: eval mode under torch.inference_mode(). As
 `zoo-run perf`: warm-up steps, then the median of timed windows.
+
+--export_onnx PATH writes the eval-mode network with torch.onnx.export instead (the TorchScript-based
+exporter, which needs no other package; opset 13, input `input` float32 [N, 3, S, S] with N dynamic,
+output `logits`), for bench/onnx_speed.py.
 """
 import argparse
 import json
@@ -46,11 +51,18 @@ def main():
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--export_onnx", metavar="PATH", help="write the network as ONNX instead of timing it")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     model = ReferenceShuffleNetV1(G3_1_0X_CHANNELS, 3, 1000)
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    if args.export_onnx:
+        model.eval()
+        torch.onnx.export(model, (images,), args.export_onnx, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=13, dynamo=False)
+        print("wrote %s" % args.export_onnx)
+        return
     labels = torch.randint(0, 1000, (args.batch_size,))
     report = {"framework": "pytorch %s" % torch.__version__, "threads": torch.get_num_threads(),
               "batch_size": args.batch_size, "image_size": args.image_size}

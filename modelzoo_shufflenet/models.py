@@ -47,6 +47,7 @@ _DEFAULT_HPARAMS = {
     "keep_checkpoint_max": 5,
     # network implementation
     "grouped_conv_impl": "auto",      # auto | split | block_diagonal | native
+    "channel_shuffle_impl": "auto",   # auto (reshape; slices in the ONNX export) | reshape | slices
 }
 
 _PRESETS = {
@@ -115,7 +116,23 @@ class ShuffleNetV1Model(object):
         from modelzoo_shufflenet.network import shufflenet_v1
         return shufflenet_v1(images, is_training, groups=self.groups, width=self.width,
                              num_classes=hparams["num_classes"], grouped_conv_impl=hparams["grouped_conv_impl"],
-                             channels=self.channels)
+                             channels=self.channels, channel_shuffle_impl=hparams.get("channel_shuffle_impl", "auto"))
+
+    def export_hparams(self, hparams, target):
+        """The hparams of an exported inference graph; only "auto" choices are replaced.
+
+        target "tensorflow" (SavedModel, frozen graph): grouped 1x1 convolutions as block-diagonal dense
+        kernels, which run on any device (the native grouped op needs a GPU in TensorFlow).
+        target "onnx": the native grouped op (a standard ONNX Conv with group=g)
+        and the slice-based channel shuffle (no NHWC/NCHW transposes around it after tf2onnx).
+        """
+        hparams = dict(hparams)
+        auto = {"tensorflow": {"grouped_conv_impl": "block_diagonal"},
+                "onnx": {"grouped_conv_impl": "native", "channel_shuffle_impl": "slices"}}[target]
+        for key, value in auto.items():
+            if hparams.get(key, "auto") == "auto":
+                hparams[key] = value
+        return hparams
 
     def input_fn(self, mode, hparams, data_path, input_context=None):
         from modelzoo_shufflenet.preprocessing import input_fn

@@ -50,12 +50,22 @@ def architecture(groups, width):
     return Architecture(groups, width, channels[0], channels[1:])
 
 
-def channel_shuffle(x, groups):
+SHUFFLE_IMPLEMENTATIONS = ("reshape", "slices")
+
+
+def channel_shuffle(x, groups, impl="reshape"):
     """The reference's shuffle: channel c = i * groups + j moves to j * (C / groups) + i.
 
     (PyTorch: reshape(N, C/g, g, H, W).permute(0, 2, 1, 3, 4); the paper's figure shows the inverse
     permutation, which is equally valid for training but would not load the reference's weights.)
+
+    impl "reshape": reshape to [N, H, W, C/g, g], transpose, reshape back (one copy; TensorFlow's graphs).
+    impl "slices": concat of the g strided channel slices x[..., j::g] (the same permutation). It has no
+    layout-bound reshape, so an NHWC -> NCHW converter (tf2onnx) moves its layout transposes through it
+    instead of wrapping every shuffle in two (the ONNX export uses it).
     """
+    if impl == "slices":
+        return tf.concat([x[..., j::groups] for j in range(groups)], axis=3)
     _, height, width, channels = x.shape.as_list()
     x = tf.reshape(x, [-1, height, width, channels // groups, groups])
     x = tf.transpose(x, [0, 1, 2, 4, 3])
@@ -102,7 +112,7 @@ def _group_conv1x1(x, out_channels, groups, name, impl):
     return grouped_conv.conv1x1(x, kernel, groups, impl)
 
 
-def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl, name):
+def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl, name, shuffle_impl="reshape"):
     """One ShuffleNetV1 unit. Stride 1: relu(x + branch(x)); stride 2: concat(avgpool(x), relu(branch))."""
     in_channels = x.shape.as_list()[-1]
     mid_channels = out_channels // 4
@@ -114,7 +124,7 @@ def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl,
         y = _depthwise3x3(y, stride, "dw_conv")
         y = _batch_norm(y, is_training, "dw_bn")
         if groups > 1:
-            y = channel_shuffle(y, groups)
+            y = channel_shuffle(y, groups, shuffle_impl)
         y = _group_conv1x1(y, branch_channels, groups, "pwl_conv", impl)
         y = _batch_norm(y, is_training, "pwl_bn")
         if stride == 1:
@@ -125,7 +135,7 @@ def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl,
 
 
 def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000, grouped_conv_impl="auto",
-                  scope="shufflenet_v1", channels=None):
+                  scope="shufflenet_v1", channels=None, channel_shuffle_impl="auto"):
     """Builds ShuffleNetV1 on NHWC float `images` and returns `[N, num_classes]` logits.
 
     Kernels are requested in the images' dtype (float16 images: float16 compute, under a
@@ -133,7 +143,8 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
 
     The spatial size must be a multiple of 32 (five stride-2 reductions). `channels`, when given,
     is a custom (first conv, stage 2, stage 3, stage 4) plan replacing the variant's table entry
-    (e.g. a tiny-width test variant); the variable names do not change.
+    (e.g. a tiny-width test variant); the variable names do not change. `channel_shuffle_impl`:
+    "auto" (= "reshape"), "reshape" or "slices" (see `channel_shuffle`); every choice computes the same.
     """
     if channels is None:
         arch = architecture(groups, width)
@@ -144,6 +155,10 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
         raise HParamsError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s; "
                            "set image_size to e.g. 224 or 96" % (height, width_px))
     impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training, images.dtype)
+    shuffle_impl = "reshape" if channel_shuffle_impl == "auto" else channel_shuffle_impl
+    if shuffle_impl not in SHUFFLE_IMPLEMENTATIONS:
+        raise HParamsError("channel_shuffle_impl must be 'auto' or one of %s, got %r"
+                           % (", ".join(SHUFFLE_IMPLEMENTATIONS), channel_shuffle_impl))
     with tf1.variable_scope(scope):
         x = _conv3x3(images, arch.first_channels, 2, "first_conv", stddev=0.01)
         x = tf.nn.relu(_batch_norm(x, is_training, "first_bn"))
@@ -153,7 +168,8 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
             for unit in range(repeats):
                 x = shuffle_unit(x, out_channels, groups, stride=2 if unit == 0 else 1,
                                  first_unit=(stage == 0 and unit == 0), is_training=is_training,
-                                 impl=impl, name="stage%d/unit%d" % (stage + 2, unit + 1))
+                                 impl=impl, name="stage%d/unit%d" % (stage + 2, unit + 1),
+                                 shuffle_impl=shuffle_impl)
         x = tf.reduce_mean(x, axis=[1, 2], name="global_pool")
         with tf1.variable_scope("classifier"):
             weights = tf1.get_variable("kernel", [x.shape.as_list()[-1], num_classes], x.dtype, _normal(0.01))

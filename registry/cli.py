@@ -25,6 +25,9 @@ def _quiet_tensorflow():
     return tf
 
 
+LATENCY_STEPS = 300  # single-image runs of `zoo-run perf --latency`
+
+
 def _level_text(level):
     return " ".join("%s:%s" % (k.replace("Status", ""), v) for k, v in level.items())
 
@@ -163,16 +166,33 @@ def cmd_eval(args):
 def cmd_perf(args):
     import json
     model = discovery.get_model(args.name)
-    params = hp.resolve(model, args.preset, args.config, args.set)
-    if args.batch_size:
-        params["batch_size"] = args.batch_size
-    synthetic = args.synthetic or not args.data_path
+    deployed = args.export_dir is not None
+    if args.latency and args.batch_size not in (None, 1):
+        raise ZooError("--latency measures batch 1 (the per-image latency): drop --batch_size %d" % args.batch_size)
+    if (deployed or args.latency) and args.mode not in (None, "infer"):
+        raise ZooError("%s times inference only: drop --mode %s"
+                       % ("--export_dir" if deployed else "--latency", args.mode))
+    mode = args.mode or ("infer" if deployed or args.latency else "both")
+    modes = ["train", "infer"] if mode == "both" else [mode]
     _quiet_tensorflow()
     from registry.engine import perf
-    print("%s: batch %d, %dx%d, %s data" % (args.name, params["batch_size"], params["image_size"],
-                                           params["image_size"], "synthetic" if synthetic else args.data_path))
-    modes = ["train", "infer"] if args.mode == "both" else [args.mode]
-    report = perf.run(model, params, modes, args.data_path, synthetic, steps=args.steps, warmup_steps=args.warmup)
+    saved, fixed = None, None
+    if deployed:
+        saved, fixed = perf.artifact(args.export_dir, args.runtime)[1:]
+    params = hp.resolve(model, args.preset, args.config, args.set, saved=saved,
+                        saved_source="the hparams of the export in %s" % args.export_dir)
+    batch = args.batch_size or (1 if args.latency else fixed)
+    if fixed and batch != fixed:
+        raise ZooError("%s/frozen_graph.pb has the fixed batch %d: pass --batch_size %d (or none), or export again "
+                       "with --batch_size %d" % (args.export_dir, fixed, fixed, batch))
+    params["batch_size"] = batch or params["batch_size"]
+    synthetic = args.synthetic or not args.data_path
+    steps = args.steps or (LATENCY_STEPS if args.latency else 30)
+    print("%s: batch %d, %dx%d, %s data, inference in %s" % (
+        args.name, params["batch_size"], params["image_size"], params["image_size"],
+        "synthetic" if synthetic else args.data_path, args.runtime))
+    report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
+                      runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
     report["network"] = args.name
     print("params %s  MACs %.1f M  peak memory %.0f MB  device %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"]))
@@ -283,16 +303,29 @@ def build_parser():
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("perf", help="training and inference images/sec (synthetic or real data)",
-                       description="Times training steps (the same graph as `zoo-run train`) and inference "
-                                   "after a warm-up, in windows; reports the median window's images/sec and "
-                                   "step time, parameters, MACs and peak memory, as ModelZoo lines and JSON.")
+    p = sub.add_parser("perf", help="training and inference images/sec, batch-1 latency (synthetic or real data)",
+                       description="Times training steps (the same graph as `zoo-run train`) and inference of the "
+                                   "exported graph (the frozen graph in TensorFlow, or the ONNX model in onnxruntime; "
+                                   "of an export dir, or of fresh weights) after a warm-up, in windows; reports the "
+                                   "median window's images/sec and step time, parameters, MACs and peak memory, as "
+                                   "ModelZoo lines and JSON (with timm's benchmark.py keys too). --latency: batch 1, "
+                                   "p50/p90 of %d single-image runs." % LATENCY_STEPS)
     p.add_argument("name", help="registered model name")
     p.add_argument("--data_path", help="TF-slim TFRecords to read (default: synthetic in-memory data)")
     p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
-    p.add_argument("--mode", choices=["train", "infer", "both"], default="both")
-    p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam)")
-    p.add_argument("--steps", type=int, default=30, help="timed steps, split into 5 windows (default 30)")
+    p.add_argument("--mode", choices=["train", "infer", "both"],
+                   help="default: both; infer with --export_dir or --latency")
+    p.add_argument("--runtime", choices=["tf", "onnxruntime"], default="tf",
+                   help="inference runtime: tf (frozen graph, default) or onnxruntime (ONNX model; needs "
+                        "`pip install .[onnx]`)")
+    p.add_argument("--export_dir", help="time the model `zoo-run export` wrote there (frozen_graph.pb for tf, "
+                                        "model.onnx for onnxruntime) instead of fresh weights")
+    p.add_argument("--latency", action="store_true",
+                   help="per-image latency: batch 1, p50/p90 in ms of single runs (default %d)" % LATENCY_STEPS)
+    p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam; an export dir's frozen "
+                                                  "graph: its fixed batch; --latency: 1)")
+    p.add_argument("--steps", type=int, help="timed steps, split into 5 windows (default 30; --latency %d)"
+                                             % LATENCY_STEPS)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     add_hparam_arguments(p)

@@ -17,6 +17,10 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
                (optional) names of the hparams that describe what trained weights expect of
                their input (channel order, normalisation); `--warm_start_from` a model dir carries
                them over from its hparams.json (a preset, --config or --set still overrides them)
+    export_hparams(hparams, target) -> hparams
+               (optional) the hparams to build an exported inference graph with, for target
+               "tensorflow" (SavedModel, frozen graph) or "onnx": implementation choices that suit
+               that runtime (the computation must not change). Without it, exports use `hparams`
     convert_state_dict(state_dict, hparams) -> (variables, hparam_overrides)
                (optional) foreign weights ({name: numpy array}, e.g. a PyTorch state_dict read by
                registry.deploy.torch_checkpoint) -> {TF variable name: array} and the hparams that

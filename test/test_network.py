@@ -66,7 +66,8 @@ def test_unknown_variant_is_a_clear_error():
         network.architecture(5, "1.0x")
 
 
-def test_channel_shuffle_is_the_reference_permutation():
+@pytest.mark.parametrize("impl", network.SHUFFLE_IMPLEMENTATIONS)
+def test_channel_shuffle_is_the_reference_permutation(impl):
     groups, channels = 3, 12
     x = np.arange(2 * 2 * 2 * channels, dtype=np.float32).reshape(2, 2, 2, channels)
     # Definition (reference, NCHW): reshape(N, C/g, g, H, W).permute(0, 2, 1, 3, 4): output channel
@@ -76,9 +77,16 @@ def test_channel_shuffle_is_the_reference_permutation():
         for j in range(groups):
             expected[..., j * (channels // groups) + i] = x[..., i * groups + j]
     with tf.Graph().as_default(), tf1.Session() as sess:
-        out = sess.run(network.channel_shuffle(tf.constant(x), groups))
+        out = sess.run(network.channel_shuffle(tf.constant(x), groups, impl))
     np.testing.assert_array_equal(out, expected)
     assert not np.array_equal(out, x)
+
+
+def test_unknown_channel_shuffle_impl_is_a_clear_error():
+    with tf.Graph().as_default():
+        images = tf1.placeholder(tf.float32, [1, 64, 64, 3])
+        with pytest.raises(ValueError, match="channel_shuffle_impl must be 'auto' or one of reshape, slices, got 'x'"):
+            models.SHUFFLENETV1_G3.build_model(images, False, dict(_hparams(), channel_shuffle_impl="x"))
 
 
 @pytest.mark.parametrize("impl", ["split", "block_diagonal"])
@@ -128,3 +136,14 @@ def test_reference_initialisation():
     assert abs(values["shufflenet_v1/stage3/unit2/pw_conv/kernel"].std() - 1.0 / 160) < 0.0005
     assert np.all(values["shufflenet_v1/stage3/unit2/pw_bn/gamma"] == 1.0)
     np.testing.assert_allclose(values["shufflenet_v1/stage3/unit2/pw_bn/beta"], 1e-4)
+
+
+def test_export_hparams_replace_only_the_auto_choices():
+    model = models.SHUFFLENETV1_G3
+    hparams = model.default_hparams()
+    assert model.export_hparams(hparams, "tensorflow")["grouped_conv_impl"] == "block_diagonal"
+    onnx = model.export_hparams(hparams, "onnx")
+    assert (onnx["grouped_conv_impl"], onnx["channel_shuffle_impl"]) == ("native", "slices")
+    forced = model.export_hparams(dict(hparams, grouped_conv_impl="split", channel_shuffle_impl="reshape"), "onnx")
+    assert (forced["grouped_conv_impl"], forced["channel_shuffle_impl"]) == ("split", "reshape")
+    assert hparams == model.default_hparams()   # the caller's dict is left alone

@@ -23,3 +23,11 @@ def test_perf_json_report(tmp_path, zoo_run):
     assert report["macs"] == (137460672 - 960000) * 4 // 49 + 960000
     assert report["peak_memory_mb"] > 100
     assert "Final Performance images/sec : %.2f" % report["train_images_per_sec"] in out.stdout
+    # inference timed on the frozen graph of fresh weights; timm's benchmark.py keys and units beside ours
+    assert report["infer_runtime"].startswith("tensorflow ") and report["infer_model"] == "fresh weights"
+    for mode in ("train", "infer"):
+        assert report["%s_samples_per_sec" % mode] == round(report["%s_images_per_sec" % mode], 2)
+        assert report["%s_step_time" % mode] == round(report["%s_step_time_ms" % mode], 3)
+        assert (report["%s_batch_size" % mode], report["%s_img_size" % mode]) == (4, 64)
+    assert (report["param_count"], report["infer_gmacs"]) == (1.86, 0.01)
+    assert "infer_latency_ms_p50" not in report          # only with --latency

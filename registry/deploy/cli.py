@@ -4,6 +4,7 @@ import json
 import os
 
 from registry import discovery, hparams as hp
+from registry.deploy.onnx_export import OPSET as ONNX_OPSET
 from registry.errors import ZooError
 
 
@@ -39,9 +40,10 @@ def cmd_export(args):
     model = discovery.get_model(args.name)
     params = model_dir_hparams(model, args.model_dir, args.set)
     _quiet_tensorflow()
-    from registry.deploy.export import export
+    from registry.deploy.export import FORMATS, export
     export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
-           name=args.name, overwrite=args.overwrite)
+           name=args.name, overwrite=args.overwrite, formats=FORMATS if args.format == "all" else (args.format,),
+           opset=args.opset)
     return 0
 
 
@@ -84,19 +86,29 @@ def register(subparsers):
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser(
-        "export", help="SavedModel (serving) and frozen graph (Ascend ATC) of a trained model",
-        description="Writes OUTPUT/saved_model (signatures serving_default: encoded image bytes -> classes, "
-                    "probabilities; predict_images: preprocessed float32 [N,H,W,3] -> logits, probabilities, "
-                    "classes), OUTPUT/frozen_graph.pb (fixed input 'input' [batch,H,W,3], outputs 'logits', "
-                    "'probabilities', 'classes') and OUTPUT/export_info.json.",
-        epilog="Ascend: atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
-               "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310")
+        "export", help="SavedModel (serving), frozen graph (Ascend ATC) and ONNX of a trained model",
+        description="--format tf (the default) writes OUTPUT/saved_model (signatures serving_default: encoded image "
+                    "bytes -> classes, probabilities; predict_images: preprocessed float32 [N,H,W,3] -> logits, "
+                    "probabilities, classes), OUTPUT/frozen_graph.pb (fixed input 'input' [batch,H,W,3], outputs "
+                    "'logits', 'probabilities', 'classes') and OUTPUT/export_info.json. --format onnx writes "
+                    "OUTPUT/model.onnx (input 'input' float32 [N,H,W,3] with N dynamic, outputs 'logits', "
+                    "'probabilities'; needs `pip install .[onnx]`) and OUTPUT/onnx_info.json, after checking "
+                    "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: "
+                    "both.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Ascend:\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
+               "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310\n"
+               "  atc --model=OUTPUT/model.onnx --framework=5 --input_shape=\"input:1,224,224,3\" "
+               "--output=OUTPUT/model_onnx --soc_version=Ascend310")
     p.add_argument("name", help="registered model name")
     p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
     p.add_argument("--output", required=True, help="directory to write the exports into")
+    p.add_argument("--format", choices=["tf", "onnx", "all"], default="tf",
+                   help="tf: SavedModel + frozen graph (default); onnx: ONNX model; all: both")
+    p.add_argument("--opset", type=int, help="ONNX opset (default %d)" % ONNX_OPSET)
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT/saved_model")
+    p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")
     _set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 

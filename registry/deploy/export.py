@@ -1,17 +1,22 @@
-"""A trained model dir -> a SavedModel for serving and a frozen inference graph for Ascend ATC.
+"""A trained model dir -> a SavedModel for serving, a frozen inference graph for Ascend ATC, and ONNX.
 
+format "tf" (the default):
 OUTPUT/saved_model/            SavedModel (tag `serve`) with two signatures:
     serving_default   image_bytes: string [N] (encoded JPEG/PNG)     -> classes int32 [N], probabilities [N, K]
     predict_images    images: float32 [N, S, S, 3] preprocessed     -> logits, probabilities [N, K], classes [N]
 OUTPUT/frozen_graph.pb         GraphDef, variables folded into constants, fixed input shape:
     input: `input` float32 [batch, S, S, 3] (NHWC, preprocessed) -> `logits`, `probabilities`, `classes`
-OUTPUT/export_info.json        node names, shapes, the checkpoint and the hparams (input convention)
+OUTPUT/export_info.json        node names, shapes, the checkpoint, the model dir's hparams (input convention) and
+                               `built_with`: the hparams the export changed for TensorFlow
+format "onnx" (registry.deploy.onnx_export):
+OUTPUT/model.onnx, OUTPUT/onnx_info.json
+both:
 OUTPUT/class_names.txt         one class name per line, line i = class index i (when the model has names)
 
 The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transform) is what
-`serving_default` runs on each image; `predict_images` and the frozen graph expect its output.
-Grouped convolutions are exported as block-diagonal dense kernels (they run on any device; the
-`native` grouped op needs a GPU) unless the hparams force another implementation.
+`serving_default` runs on each image; `predict_images`, the frozen graph and the ONNX model expect its
+output. The graphs are built with the plugin's optional `export_hparams(hparams, target)` (ShuffleNet:
+block-diagonal grouped convolutions for TensorFlow, which run on any device; native grouped ones for ONNX).
 """
 import collections
 import json
@@ -29,14 +34,19 @@ INPUT_NODE = "input"
 OUTPUT_NODES = ("logits", "probabilities", "classes")
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
+FORMATS = ("tf", "onnx")   # tf: SavedModel + frozen graph
 
 
-def export_hparams(hparams):
-    """Inference hparams of an export: 'auto' grouped convolutions become the portable block-diagonal form."""
-    hparams = dict(hparams)
-    if hparams.get("grouped_conv_impl", "auto") == "auto":
-        hparams["grouped_conv_impl"] = "block_diagonal"
-    return hparams
+def export_hparams(model, hparams, target):
+    """The hparams to build an exported graph for `target` ("tensorflow" or "onnx") with: the plugin's
+    `export_hparams(hparams, target)` when it publishes one, else `hparams` (a copy)."""
+    hook = getattr(model, "export_hparams", None)
+    return dict(hook(hparams, target) if callable(hook) else hparams)
+
+
+def changed_hparams(hparams, built):
+    """{key: value} of `built` that differ from `hparams` (what an export changed, for its info file)."""
+    return collections.OrderedDict((k, v) for k, v in sorted(built.items()) if hparams.get(k) != v)
 
 
 def _heads(tf, logits):
@@ -88,7 +98,10 @@ def write_saved_model(model, hparams, checkpoint, path):
     return path
 
 
-def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
+def frozen_graph_def(model, hparams, checkpoint=None, batch_size=None):
+    """GraphDef of the eval-mode network with its variables folded into constants: `input` float32
+    [batch_size, S, S, 3] (None: any batch) -> `logits`, `probabilities` float32 [N, K], `classes` int32 [N].
+    `checkpoint` None: freshly initialised weights (speed measurements)."""
     import tensorflow as tf
     tf1 = tf.compat.v1
     size = int(hparams["image_size"])
@@ -96,30 +109,60 @@ def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
         images = tf1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
         _heads(tf, model.build_model(images, False, hparams))
         with tf1.Session() as sess:
+            if checkpoint is None:
+                sess.run(tf1.global_variables_initializer())
+            else:
+                _restore(tf, sess, checkpoint)
+            return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(OUTPUT_NODES))
+
+
+def checkpoint_logits(model, hparams, checkpoint, images):
+    """float32 [N, K] logits of the checkpoint restored into the eval-mode network, on float32 `images`
+    [N, S, S, 3] (preprocessed)."""
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        inputs = tf1.placeholder(tf.float32, [None] + list(images.shape[1:]))
+        logits, _, _ = _heads(tf, model.build_model(inputs, False, hparams))
+        with tf1.Session() as sess:
             _restore(tf, sess, checkpoint)
-            frozen = tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(OUTPUT_NODES))
+            return sess.run(logits, {inputs: images})
+
+
+def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
+    frozen = frozen_graph_def(model, hparams, checkpoint, batch_size)
     with open(path, "wb") as f:
         f.write(frozen.SerializeToString())
     return path, len(frozen.node)
 
 
-def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False, log=print):
-    """Writes OUTPUT/{saved_model, frozen_graph.pb, export_info.json[, labels.txt]}; returns the info dict."""
+def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
+           formats=("tf",), opset=None, log=print):
+    """Writes the `formats` into OUTPUT: "tf" the SavedModel, frozen_graph.pb and export_info.json, "onnx"
+    model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default); and
+    class_names.txt. Returns {format: info dict}. Raises a ZooError, before writing anything, for an unknown
+    format, a missing optional package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
+    from registry.deploy import onnx_export
     from registry.engine.warm_start import resolve_checkpoint
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ZooError("unknown export format %s: choose from %s" % (", ".join(map(repr, unknown)) or "(none)",
+                                                                     ", ".join(FORMATS)))
     if batch_size < 1:
         raise ZooError("--batch_size must be >= 1, got %d" % batch_size)
+    if "onnx" in formats:
+        onnx_export.require("--format onnx")
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    hparams = export_hparams(hparams)
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
-    if os.path.exists(saved_model):
-        if not overwrite:
-            raise ZooError("%s already exists: choose another --output or pass --overwrite" % saved_model)
+    targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
+               "onnx": [os.path.join(output, onnx_export.ONNX_FILE)]}
+    existing = [path for f in formats for path in targets[f] if os.path.exists(path)]
+    if existing and not overwrite:
+        raise ZooError("%s already exists: choose another --output or pass --overwrite" % existing[0])
+    if os.path.isdir(saved_model) and "tf" in formats:
         shutil.rmtree(saved_model)
     os.makedirs(output, exist_ok=True)
-    write_saved_model(model, hparams, checkpoint, saved_model)
-    frozen, nodes = write_frozen_graph(model, hparams, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
-    size = int(hparams["image_size"])
     names, source = labels_mod.class_names(int(hparams["num_classes"]), int(hparams.get("label_offset", 1)),
                                            model_dir=model_dir)
     labels_path = None
@@ -127,10 +170,29 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
         labels_path = os.path.join(output, CLASS_NAMES)
         with open(labels_path, "w") as f:
             f.write("".join(n + "\n" for n in names))
-    info = collections.OrderedDict([
-        ("model", name or repr(model)),
-        ("checkpoint", checkpoint),
-        ("tensorflow", tf.__version__),
+    common = collections.OrderedDict([("model", name or repr(model)), ("checkpoint", checkpoint),
+                                      ("tensorflow", tf.__version__), ("class_names", labels_path),
+                                      ("labels_source", source), ("hparams", hparams)])
+    log("Exported %s" % checkpoint)
+    infos = collections.OrderedDict()
+    if "tf" in formats:
+        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log)
+    if "onnx" in formats:
+        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log)
+        log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:1,%d,%d,3\" --output=%s "
+            "--soc_version=<your Ascend SoC, e.g. Ascend310>"
+            % (infos["onnx"]["path"], onnx_export.INPUT_NAME, int(hparams["image_size"]), int(hparams["image_size"]),
+               os.path.join(output, "model_onnx")))
+    return infos
+
+
+def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
+    built = export_hparams(model, hparams, "tensorflow")
+    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
+    frozen, nodes = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
+    size = int(hparams["image_size"])
+    info = collections.OrderedDict(common)
+    info.update([
         ("saved_model", collections.OrderedDict([
             ("path", saved_model), ("tags", ["serve"]),
             ("signatures", {
@@ -145,14 +207,12 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                        "shape": [batch_size, size, size, 3]}),
             ("outputs", {n: n + ":0" for n in OUTPUT_NODES}),
             ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size))])),
-        ("class_names", labels_path),
-        ("labels_source", source),
-        ("hparams", hparams),
+        ("built_with", changed_hparams(hparams, built)),
     ])
     with open(os.path.join(output, EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=2)
-    log("Exported %s\n  SavedModel   %s  (signatures: %s, %s)\n  frozen graph %s  (input %s float32 %s, outputs %s)"
-        % (checkpoint, saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, frozen, INPUT_NODE,
+    log("  SavedModel   %s  (signatures: %s, %s)\n  frozen graph %s  (input %s float32 %s, outputs %s)"
+        % (saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, frozen, INPUT_NODE,
            info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES)))
     log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
         "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"

@@ -1,23 +1,42 @@
-"""Throughput of any registered network: training steps and inference, on real or synthetic data.
+"""Throughput and latency of any registered network: training steps, and inference of deployed graphs.
 
 Training runs the engine's own graph (the same model_fn as `zoo-run train`) in a plain session
 loop, so the figures are the network's and the input pipeline's, not the Estimator's bookkeeping.
-Inference runs the graph `zoo-run export` ships: the eval-mode network frozen (variables made
-constants, so Grappler folds batch norm and the grouped kernels once, not every step). After
-warm-up, steps are timed in windows; the median window is reported.
+Inference runs what `zoo-run export` ships, in one of RUNTIMES:
+- "tf": the frozen graph (variables made constants, so Grappler folds batch norm and the grouped kernels
+  once, not every step), read from an export dir (its fixed batch) or frozen from fresh weights; its
+  input is the in-graph pipeline's batch;
+- "onnxruntime": the ONNX model of an export dir, or the same tf2onnx conversion of fresh weights; its
+  input is batches held in memory (synthetic: one; real data: the first few, cycled).
+Every step is timed; after warm-up the steps fall into windows and the median window is reported, with
+the p50/p90 of single steps (per-image latency at batch 1). The report adds the keys of timm's
+benchmark.py: {infer,train}_samples_per_sec, _step_time (ms), _batch_size, _img_size, param_count
+(millions) and infer_gmacs (multiply-adds per image / 1e9), rounded as timm rounds them.
 """
+import collections
+import itertools
+import json
+import os
 import resource
 import statistics
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from registry import graph_stats, tf_compat
+from registry.deploy import export as export_mod, onnx_export
 from registry.engine import devices, schedule
 from registry.engine.model_fn import build_model_fn
+from registry.errors import ZooError
 
 tf1 = tf.compat.v1
 ModeKeys = tf.estimator.ModeKeys
+RUNTIMES = ("tf", "onnxruntime")
+NUMPY_BATCHES = 4   # real-data batches held in memory for onnxruntime
+FRESH = "fresh weights"
+
+Artifact = collections.namedtuple("Artifact", "path hparams fixed_batch")
 
 
 def _dataset(model, mode, hparams, data_path, synthetic):
@@ -29,54 +48,127 @@ def _dataset(model, mode, hparams, data_path, synthetic):
     return model.input_fn(ModeKeys.EVAL, hparams, data_path).repeat()
 
 
-def _time_windows(session, fetch, warmup_steps, steps, windows):
+def _time_steps(step, warmup_steps, steps, windows):
+    """Seconds of each of windows * max(1, steps // windows) calls of `step`, after `warmup_steps` untimed."""
     for _ in range(warmup_steps):
-        session.run(fetch)
-    per_window = max(1, steps // windows)
-    durations = []
-    for _ in range(windows):
+        step()
+    times = []
+    for _ in range(windows * max(1, steps // windows)):
         start = time.perf_counter()
-        for _ in range(per_window):
-            session.run(fetch)
-        durations.append((time.perf_counter() - start) / per_window)
-    return statistics.median(durations), durations
+        step()
+        times.append(time.perf_counter() - start)
+    return times
 
 
-def _frozen_inference(model, hparams, images):
-    """Class ids of `images` from the eval-mode network frozen with fresh weights, as export freezes it."""
-    with tf.Graph().as_default() as graph:
-        inputs = tf1.placeholder(images.dtype, images.shape, name="images")
-        tf.argmax(model.build_model(inputs, False, hparams), axis=1, name="classes")
+def _summary(times, windows, batch):
+    per_window = len(times) // windows
+    means = [statistics.mean(times[i * per_window:(i + 1) * per_window]) for i in range(windows)]
+    median = statistics.median(means)
+    return {"images_per_sec": batch / median, "step_time_ms": median * 1000.0,
+            "windows_ms": [round(m * 1000.0, 2) for m in means], "runs": len(times),
+            "latency_ms_p50": float(np.percentile(times, 50)) * 1000.0,
+            "latency_ms_p90": float(np.percentile(times, 90)) * 1000.0}
+
+
+def artifact(export_dir, runtime):
+    """The model `zoo-run export` wrote into `export_dir` for `runtime`: Artifact(path, the model dir's hparams
+    from the export's info file, fixed batch or None). Raises a ZooError naming what is missing."""
+    if runtime == "tf":
+        path, info_file, fmt = export_mod.FROZEN_GRAPH, export_mod.EXPORT_INFO, "tf"
+    else:
+        path, info_file, fmt = onnx_export.ONNX_FILE, onnx_export.ONNX_INFO, "onnx"
+    path, info_file = os.path.join(export_dir, path), os.path.join(export_dir, info_file)
+    if not (os.path.exists(path) and os.path.exists(info_file)):
+        raise ZooError("%s has no %s with its %s: write them with `zoo-run export NAME --model_dir MODEL_DIR "
+                       "--output %s --format %s`" % (export_dir, os.path.basename(path), os.path.basename(info_file),
+                                                     export_dir, fmt))
+    with open(info_file) as f:
+        info = json.load(f)
+    fixed = info["frozen_graph"]["input"]["shape"][0] if runtime == "tf" else None
+    return Artifact(path, info["hparams"], fixed)
+
+
+def _tf_inference(model, hparams, images, export_dir):
+    """(fetches, source) of the frozen graph run on the `images` tensor."""
+    if export_dir:
+        source = artifact(export_dir, "tf").path
+        graph_def = tf1.GraphDef()
+        with open(source, "rb") as f:
+            graph_def.ParseFromString(f.read())
+    else:
+        source = FRESH
+        graph_def = export_mod.frozen_graph_def(model, hparams, None, int(images.shape[0]))
+    fetches = tf1.import_graph_def(graph_def, input_map={export_mod.INPUT_NODE + ":0": images},
+                                   return_elements=[n + ":0" for n in onnx_export.OUTPUT_NAMES], name="deployed")
+    return fetches, source
+
+
+def onnx_session(model, hparams, export_dir=None):
+    """(onnxruntime session, source): the export dir's model.onnx, or fresh weights converted as the export does."""
+    if export_dir:
+        source = artifact(export_dir, "onnxruntime").path
+        return onnx_export.session(source), source
+    graph_def = export_mod.frozen_graph_def(model, export_mod.export_hparams(model, hparams, "onnx"))
+    return onnx_export.session(onnx_export.convert(graph_def).SerializeToString()), FRESH
+
+
+def _numpy_batches(model, hparams, data_path, synthetic):
+    with tf.Graph().as_default():
+        images, _ = tf1.data.make_one_shot_iterator(
+            _dataset(model, ModeKeys.PREDICT, hparams, data_path, synthetic)).get_next()
         with tf1.Session() as session:
-            session.run(tf1.global_variables_initializer())
-            frozen = tf1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), ["classes"])
-    return tf1.import_graph_def(frozen, input_map={"images:0": images}, return_elements=["classes:0"],
-                                name="frozen")[0]
+            return [session.run(images) for _ in range(1 if synthetic else NUMPY_BATCHES)]
 
 
-def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5):
-    """{images_per_sec, step_time_ms, windows_ms} of TRAIN or PREDICT (inference) steps."""
+def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5,
+                 runtime="tf", export_dir=None):
+    """{images_per_sec, step_time_ms, windows_ms, runs, latency_ms_p50, latency_ms_p90, runtime, model} of
+    TRAIN or PREDICT (inference, in `runtime`, of `export_dir`'s model or fresh weights) steps."""
     batch = hparams["batch_size"]
+    if mode != ModeKeys.TRAIN and runtime == "onnxruntime":
+        session, source = onnx_session(model, hparams, export_dir)
+        batches = itertools.cycle(_numpy_batches(model, hparams, data_path, synthetic))
+        times = _time_steps(lambda: onnx_export.run(session, next(batches)), warmup_steps, steps, windows)
+        return dict(_summary(times, windows, batch), runtime="onnxruntime %s" % onnx_export.versions(
+            ("onnxruntime",))["onnxruntime"], model=source)
     with tf.Graph().as_default():
         images, labels = tf1.data.make_one_shot_iterator(
             _dataset(model, mode, hparams, data_path, synthetic)).get_next()
         if mode == ModeKeys.TRAIN:
             spec = build_model_fn(model, hparams, schedule.Plan(hparams))(
                 images, labels, ModeKeys.TRAIN, tf.estimator.RunConfig())
-            fetch = spec.train_op
+            fetch, source = spec.train_op, FRESH
         else:
-            fetch = _frozen_inference(model, hparams, images)
+            fetch, source = _tf_inference(model, hparams, images, export_dir)
         with tf1.Session() as session:
             session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
-            median, durations = _time_windows(session, fetch, warmup_steps, steps, windows)
-    return {"images_per_sec": batch / median, "step_time_ms": median * 1000.0,
-            "windows_ms": [round(d * 1000.0, 2) for d in durations]}
+            times = _time_steps(lambda: session.run(fetch), warmup_steps, steps, windows)
+    return dict(_summary(times, windows, batch), runtime="tensorflow %s" % tf.__version__, model=source)
+
+
+def timm_keys(report, modes):
+    """The names and units of timm's benchmark.py for the figures of `report`."""
+    keys = collections.OrderedDict()
+    for name in modes:
+        keys["%s_samples_per_sec" % name] = round(report["%s_images_per_sec" % name], 2)
+        keys["%s_step_time" % name] = round(report["%s_step_time_ms" % name], 3)
+        keys["%s_batch_size" % name] = report["batch_size"]
+        keys["%s_img_size" % name] = report["image_size"]
+    keys["param_count"] = round(report["params"] / 1e6, 2)
+    if "infer" in modes:
+        keys["infer_gmacs"] = round(report["macs"] / 1e9, 2)
+    return keys
 
 
 def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5,
-        device=None, log=print):
-    """Measures each of `modes` ('train', 'infer'); returns the JSON-ready report. `device` (reported
+        device=None, runtime="tf", export_dir=None, latency=False, log=print):
+    """Measures each of `modes` ('train', 'infer'; inference in `runtime`, of `export_dir`'s model when given);
+    returns the JSON-ready report. `latency` adds the p50/p90 of single inference steps. `device` (reported
     only: a plain session places ops itself) defaults to gpu when TensorFlow sees one, else cpu."""
+    if runtime not in RUNTIMES:
+        raise ZooError("unknown runtime %r: choose from %s" % (runtime, ", ".join(RUNTIMES)))
+    if runtime == "onnxruntime" and "infer" in modes:   # fresh weights need the converter too
+        onnx_export.require("--runtime onnxruntime", ("onnxruntime",) if export_dir else onnx_export.PACKAGES)
     device = device or ("gpu" if devices.gpu_available() else "cpu")
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
@@ -85,12 +177,22 @@ def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_
               "steps": steps, "warmup_steps": warmup_steps, "windows": windows}
     for name in modes:
         mode = ModeKeys.TRAIN if name == "train" else ModeKeys.PREDICT
-        result = measure_mode(model, hparams, mode, data_path, synthetic, steps, warmup_steps, windows)
-        report["%s_images_per_sec" % name] = result["images_per_sec"]
-        report["%s_step_time_ms" % name] = result["step_time_ms"]
-        report["%s_windows_ms" % name] = result["windows_ms"]
-        log("%-5s  %8.1f images/sec  %8.1f ms/step  (median of %d windows of %d steps, batch %d)"
+        result = measure_mode(model, hparams, mode, data_path, synthetic, steps, warmup_steps, windows,
+                              runtime, export_dir)
+        for key in ("images_per_sec", "step_time_ms", "windows_ms"):
+            report["%s_%s" % (name, key)] = result[key]
+        where = ""
+        if name == "infer":
+            report["infer_runtime"], report["infer_model"] = result["runtime"], result["model"]
+            where = ", %s, %s" % (result["runtime"], result["model"])
+        log("%-5s  %8.1f images/sec  %8.1f ms/step  (median of %d windows of %d steps, batch %d%s)"
             % (name, result["images_per_sec"], result["step_time_ms"], windows, max(1, steps // windows),
-               hparams["batch_size"]))
+               hparams["batch_size"], where))
+        if latency and name == "infer":
+            report.update(infer_latency_ms_p50=result["latency_ms_p50"], infer_latency_ms_p90=result["latency_ms_p90"],
+                          infer_latency_runs=result["runs"])
+            log("infer  latency p50 %.2f ms  p90 %.2f ms  (%d single-image runs)"
+                % (result["latency_ms_p50"], result["latency_ms_p90"], result["runs"]))
+    report.update(timm_keys(report, modes))
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return report

@@ -1,0 +1,171 @@
+"""ONNX export of the frozen inference graph (tf2onnx), checked with onnxruntime where it is made.
+
+OUTPUT/model.onnx      input `input` float32 [N, S, S, 3] (N dynamic; NHWC, preprocessed like the frozen
+                       graph's input) -> `logits`, `probabilities` float32 [N, K]; opset OPSET by default
+OUTPUT/onnx_info.json  opset, names and shapes, converter and runtime versions, the validation figures, the
+                       model dir's hparams (input convention) and the ones the graph was built with instead
+
+The graph converted is the one `write_frozen_graph` freezes (variables made constants), built with the
+plugin's `export_hparams(hparams, "onnx")` and a dynamic batch; tf2onnx folds batch norm into the
+convolutions. Before the file is written, onnxruntime's logits are compared with the checkpoint's (restored
+in TensorFlow with the hparams of the TensorFlow export) on real images at batch 1 and batch N.
+
+onnx, tf2onnx and onnxruntime are optional: `pip install .[onnx]` installs the versions pinned for the
+TensorFlow lane in use.
+"""
+import collections
+import importlib
+import json
+import os
+
+import numpy as np
+
+from registry.errors import ZooError
+
+OPSET = 13
+ONNX_FILE = "model.onnx"
+ONNX_INFO = "onnx_info.json"
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("logits", "probabilities")
+# The validation accepts a max abs logit difference of TOLERANCE, or RELATIVE_TOLERANCE of the largest |logit| when
+# that is larger: float32 rounding grows with the logits (a full-size g3 with logits up to 243 on the demo photos:
+# 1.7e-4 between onnxruntime and TensorFlow, 7e-5 between two TensorFlow implementations of the same checkpoint).
+TOLERANCE = 1e-4
+RELATIVE_TOLERANCE = 1e-5
+VALIDATION_IMAGES = 4    # batch N of the validation (batch 1 is its first image)
+PACKAGES = ("onnx", "tf2onnx", "onnxruntime")
+
+
+def require(purpose, packages=PACKAGES):
+    """Imports the optional ONNX packages -> {name: module}; a ZooError names each missing one and the extra."""
+    modules, missing = {}, []
+    for name in packages:
+        try:
+            modules[name] = importlib.import_module(name)
+        except ImportError as err:
+            missing.append("%s (%s)" % (name, err))
+    if missing:
+        raise ZooError("%s needs the optional ONNX packages, and %s missing: %s. Install them with "
+                       "`pip install .[onnx]` in this repository (the `onnx` extra: onnx, tf2onnx and onnxruntime, "
+                       "pinned per TensorFlow lane)" % (purpose, "this one is" if len(missing) == 1 else "these are",
+                                                        "; ".join(missing)))
+    return modules
+
+
+def convert(graph_def, opset=OPSET):
+    """A frozen GraphDef with `input:0` -> `logits:0`, `probabilities:0` -> ONNX ModelProto with the inputs and
+    outputs named `input`, `logits`, `probabilities` (batch dimension as in the GraphDef; None stays dynamic)."""
+    tf2onnx = require("the ONNX export", ("tf2onnx",))["tf2onnx"]
+    tensors = [INPUT_NAME] + list(OUTPUT_NAMES)
+    model_proto, _ = tf2onnx.convert.from_graph_def(
+        graph_def, input_names=[INPUT_NAME + ":0"], output_names=[n + ":0" for n in OUTPUT_NAMES], opset=opset,
+        tensors_to_rename={n + ":0": n for n in tensors})
+    return model_proto
+
+
+def session(model, threads=0):
+    """An onnxruntime CPU InferenceSession of `model` (a path or serialized bytes); threads 0: onnxruntime's
+    default (one per physical core)."""
+    ort = require("onnxruntime inference", ("onnxruntime",))["onnxruntime"]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def run(sess, images):
+    """{'logits', 'probabilities'}: float32 [N, K] arrays of float32 NHWC `images` [N, S, S, 3]."""
+    outputs = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
+    return dict(zip(OUTPUT_NAMES, outputs))
+
+
+def real_images(model, hparams, count=VALIDATION_IMAGES):
+    """float32 [count, S, S, 3]: the first `count` photos of the bundled demo data's validation split (real
+    JPEGs), through the plugin's `preprocess_image` eval transform with `hparams` (the model's convention)."""
+    import tensorflow as tf
+    from registry.data import tfrecord
+    from registry.data.demo import demo_data_path
+    tf1 = tf.compat.v1
+    preprocess = getattr(model, "preprocess_image", None)
+    if not callable(preprocess):
+        raise ZooError("%r publishes no preprocess_image(image_bytes, hparams): the ONNX export cannot be validated "
+                       "on real images" % (model,))
+    files = tfrecord.list_split_files(demo_data_path(), "validation")
+    with tf.Graph().as_default():
+        spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string)}
+        dataset = tf.data.TFRecordDataset(files).take(count).map(
+            lambda record: preprocess(tf.io.parse_single_example(record, spec)["image/encoded"], hparams))
+        batch = tf1.data.make_one_shot_iterator(dataset.batch(count)).get_next()
+        with tf1.Session() as sess:
+            return sess.run(batch)
+
+
+def tolerance(expected):
+    """The largest max abs logit difference the validation accepts for checkpoint logits `expected`."""
+    return max(TOLERANCE, RELATIVE_TOLERANCE * float(np.abs(expected).max()))
+
+
+def validate(sess, images, expected):
+    """({'batch_1': d, 'batch_N': d}, tolerance): max abs differences of onnxruntime's logits from `expected` at
+    batch 1 (the first image) and batch N; raises a ZooError when either exceeds `tolerance(expected)`."""
+    differences = collections.OrderedDict()
+    for batch in (1, len(images)):
+        logits = run(sess, images[:batch])["logits"]
+        differences["batch_%d" % batch] = float(np.abs(logits - expected[:batch]).max())
+    limit = tolerance(expected)
+    worst = max(differences.values())
+    if not worst <= limit:
+        raise ZooError("the ONNX model's logits differ from the checkpoint's by %.3g (batch 1: %.3g, batch %d: %.3g), "
+                       "more than %.3g: the conversion is wrong for this network; model.onnx was not written"
+                       % (worst, differences["batch_1"], len(images), differences["batch_%d" % len(images)], limit))
+    return differences, limit
+
+
+def versions(packages=PACKAGES):
+    """{package: version} of the ONNX packages."""
+    modules = require("the ONNX export", packages)
+    return collections.OrderedDict((name, modules[name].__version__) for name in packages)
+
+
+def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print):
+    """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
+    OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
+    returns the onnx_info dict. `hparams`: the model dir's."""
+    from registry.deploy import export as export_mod
+    packages = versions()
+    onnx_hparams = export_mod.export_hparams(model, hparams, "onnx")
+    graph_def = export_mod.frozen_graph_def(model, onnx_hparams, checkpoint, batch_size=None)
+    model_proto = convert(graph_def, opset)
+    serialized = model_proto.SerializeToString()
+    images = real_images(model, hparams)
+    expected = export_mod.checkpoint_logits(model, export_mod.export_hparams(model, hparams, "tensorflow"),
+                                            checkpoint, images)
+    differences, limit = validate(session(serialized), images, expected)
+    path = os.path.join(output, ONNX_FILE)
+    with open(path, "wb") as f:
+        f.write(serialized)
+    size = int(hparams["image_size"])
+    ops = collections.Counter(node.op_type for node in model_proto.graph.node)
+    info = collections.OrderedDict(info or ())
+    info.update([
+        ("path", path),
+        ("opset", opset),
+        ("input", {"name": INPUT_NAME, "dtype": "float32", "format": "NHWC", "shape": ["N", size, size, 3]}),
+        ("outputs", {n: "float32 [N, %d]" % int(hparams["num_classes"]) for n in OUTPUT_NAMES}),
+        ("packages", packages),
+        ("ops", collections.OrderedDict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))),
+        ("validation", collections.OrderedDict([
+            ("images", "%d photos of the bundled demo data (validation split), eval transform" % len(images)),
+            ("reference", "the checkpoint restored in TensorFlow"),
+            ("tolerance", limit), ("max_abs_logit", float(np.abs(expected).max())),
+            ("max_abs_logit_difference", differences)])),
+        ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
+    ])
+    with open(os.path.join(output, ONNX_INFO), "w") as f:
+        json.dump(info, f, indent=2)
+    log("  ONNX         %s  (opset %d, input %s float32 [N, %d, %d, 3] NHWC, N dynamic, outputs %s; %d nodes)"
+        % (path, opset, INPUT_NAME, size, size, ", ".join(OUTPUT_NAMES), sum(ops.values())))
+    log("  validated: onnxruntime %s logits = the checkpoint's on %d real images, max abs difference %.1e at "
+        "batch 1, %.1e at batch %d (tolerance %.1e)" % (packages["onnxruntime"], len(images), differences["batch_1"],
+                                                        differences["batch_%d" % len(images)], len(images), limit))
+    return info
+

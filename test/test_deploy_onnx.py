@@ -1,0 +1,188 @@
+"""`zoo-run export --format onnx|all` and `zoo-run perf --runtime onnxruntime|tf`, on a model dir made by
+`zoo-run import-weights` from the committed tiny reference checkpoint: the ONNX model has a dynamic batch,
+named input and outputs and the stated opset; through onnxruntime it gives the PyTorch reference's logits at
+batch 1 and batch N; the export validates itself; perf reports timm's benchmark keys and batch-1 latency; and
+without the optional packages both commands say which extra to install."""
+import contextlib
+import io
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+
+from deploy_helpers import (TINY, TINY_NAME, TOLERANCE, ZIP_FILE, import_tiny, reference_inputs, reference_logits,
+                            tiny_model, use_tiny_model, zoo_run)
+from registry.deploy import export as export_mod, onnx_export
+from registry.errors import ZooError
+
+BATCH = 3     # the frozen graph's fixed batch: the committed inputs
+OPSET = onnx_export.OPSET
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(model dir imported from the zip file, export dir of `zoo-run export --format all`, its printed output)."""
+    root = tmp_path_factory.mktemp("onnx")
+    model_dir, output = root / "imported", root / "export"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_tiny_model(monkeypatch)
+        import_tiny(monkeypatch, model_dir, ZIP_FILE)
+        with contextlib.redirect_stdout(printed):
+            assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", output, "--format", "all",
+                           "--batch_size", BATCH) == 0
+    return model_dir, output, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ort_session(exported):
+    return onnxruntime.InferenceSession(str(exported[1] / onnx_export.ONNX_FILE), providers=["CPUExecutionProvider"])
+
+
+def test_format_all_writes_the_three_artifacts_and_states_the_opset(exported):
+    _, output, printed = exported
+    assert (output / "saved_model" / "saved_model.pb").exists() and (output / "frozen_graph.pb").exists()
+    info = json.load(open(str(output / onnx_export.ONNX_INFO)))
+    assert info["opset"] == OPSET and info["path"] == str(output / "model.onnx")
+    assert info["input"] == {"name": "input", "dtype": "float32", "format": "NHWC", "shape": ["N", 64, 64, 3]}
+    assert set(info["outputs"]) == {"logits", "probabilities"}
+    assert set(info["packages"]) == {"onnx", "tf2onnx", "onnxruntime"}
+    assert (info["hparams"]["input_channel_order"], info["built_with"]) == (
+        "bgr", {"channel_shuffle_impl": "slices", "grouped_conv_impl": "native"})
+    # the export validated itself on real images at batch 1 and N, and says so
+    differences = info["validation"]["max_abs_logit_difference"]
+    assert set(differences) == {"batch_1", "batch_%d" % onnx_export.VALIDATION_IMAGES}
+    assert max(differences.values()) <= info["validation"]["tolerance"] == onnx_export.tolerance(
+        info["validation"]["max_abs_logit"])
+    assert "opset %d" % OPSET in printed and "validated: onnxruntime" in printed
+    assert "at batch 1" in printed and "at batch %d" % onnx_export.VALIDATION_IMAGES in printed
+    assert "atc --model=%s --framework=5" % (output / "model.onnx") in printed
+    assert "--framework=3" in printed
+    # the TensorFlow export's info is its own file, with the same model dir hparams
+    tf_info = json.load(open(str(output / export_mod.EXPORT_INFO)))
+    assert tf_info["hparams"] == info["hparams"] and tf_info["built_with"] == {"grouped_conv_impl": "block_diagonal"}
+
+
+def test_onnx_graph_has_a_dynamic_batch_named_io_and_no_layout_or_batch_norm_overhead(exported):
+    model = onnx.load(str(exported[1] / onnx_export.ONNX_FILE))
+    onnx.checker.check_model(model)
+    assert [(o.domain, o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")] == [("", OPSET)]
+    (graph_input,) = model.graph.input
+    dims = graph_input.type.tensor_type.shape.dim
+    assert graph_input.name == "input" and dims[0].dim_param and [d.dim_value for d in dims[1:]] == [64, 64, 3]
+    assert [o.name for o in model.graph.output] == ["logits", "probabilities"]
+    ops = [n.op_type for n in model.graph.node]
+    assert "BatchNormalization" not in ops                   # folded into the convolutions
+    assert ops.count("Transpose") == 1                       # NHWC input -> NCHW, once
+    groups = sorted({a.i for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"})
+    assert TINY["groups"] in groups                          # grouped 1x1 convolutions as native grouped Convs
+    convs = ops.count("Conv")
+    assert convs == 1 + 16 * 3                               # first conv + 3 per unit: nothing split per group
+
+
+def test_onnxruntime_gives_the_reference_logits_at_batch_1_and_n(exported, ort_session):
+    images = reference_inputs()
+    assert len(images) == BATCH
+    for batch in (1, BATCH):
+        logits, probabilities = ort_session.run(["logits", "probabilities"], {"input": images[:batch]})
+        diff = np.abs(logits - reference_logits()[:batch]).max()
+        print("ONNX (onnxruntime %s) vs the PyTorch reference at batch %d: max abs logit difference %.2e"
+              % (onnxruntime.__version__, batch, diff))
+        assert logits.shape == (batch, TINY["num_classes"]) and diff <= TOLERANCE
+        assert np.allclose(probabilities.sum(1), 1.0, atol=1e-5)
+
+
+def test_the_validation_refuses_logits_that_differ(exported, ort_session):
+    images = reference_inputs()
+    expected = reference_logits().copy()
+    differences, limit = onnx_export.validate(ort_session, images, expected)
+    assert max(differences.values()) <= limit == TOLERANCE            # logits below 10: the absolute 1e-4
+    assert onnx_export.tolerance(expected * 100) == pytest.approx(1e-5 * 100 * np.abs(expected).max())
+    expected[-1, 0] += 0.01
+    with pytest.raises(ZooError, match=r"differ from the checkpoint.s by 0\.0\d+ \(batch 1: .*, batch 3: 0\.0\d+\)"
+                                      r".*model.onnx was not written"):
+        onnx_export.validate(ort_session, images, expected)
+
+
+def test_export_refuses_to_overwrite_the_onnx_model(exported, monkeypatch, capsys):
+    model_dir, output, _ = exported
+    use_tiny_model(monkeypatch)
+    assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", output, "--format", "onnx") == 2
+    assert "model.onnx already exists: choose another --output or pass --overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hidden", ["tf2onnx", "onnxruntime"])
+def test_without_the_onnx_packages_export_and_perf_name_the_extra(exported, hidden, monkeypatch, capsys, tmp_path):
+    model_dir, output, _ = exported
+    use_tiny_model(monkeypatch)
+    monkeypatch.setitem(sys.modules, hidden, None)   # import fails as if not installed
+    assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", tmp_path / "out", "--format", "onnx") == 2
+    err = capsys.readouterr().err
+    assert "--format onnx needs the optional ONNX packages" in err and hidden in err and "pip install .[onnx]" in err
+    assert not (tmp_path / "out").exists()          # nothing written
+    # timing an exported model needs onnxruntime; fresh weights need the converter too
+    source = ["--export_dir", output] if hidden == "onnxruntime" else ["--set", "image_size=64"]
+    assert zoo_run("perf", TINY_NAME, "--runtime", "onnxruntime", "--mode", "infer", *source) == 2
+    err = capsys.readouterr().err
+    assert "--runtime onnxruntime needs the optional ONNX packages" in err and hidden in err
+    assert "pip install .[onnx]" in err
+
+
+def _perf(tmp_path, *argv):
+    path = tmp_path / "perf.json"
+    assert zoo_run("perf", TINY_NAME, "--steps", 10, "--warmup", 1, "--json", path, *argv) == 0
+    return json.load(open(str(path)))
+
+
+def _check_timm_keys(report, mode, batch, size=64):
+    assert report["%s_samples_per_sec" % mode] == round(report["%s_images_per_sec" % mode], 2) > 0
+    assert report["%s_step_time" % mode] == round(report["%s_step_time_ms" % mode], 3)
+    assert (report["%s_batch_size" % mode], report["%s_img_size" % mode]) == (batch, size)
+    assert report["param_count"] == round(report["params"] / 1e6, 2)
+
+
+def test_perf_times_the_exported_onnx_model_with_timm_keys(exported, monkeypatch, tmp_path, capsys):
+    _, output, _ = exported
+    use_tiny_model(monkeypatch)
+    report = _perf(tmp_path, "--export_dir", output, "--runtime", "onnxruntime", "--batch_size", 4)
+    assert report["infer_runtime"] == "onnxruntime %s" % onnxruntime.__version__
+    assert report["infer_model"] == str(output / "model.onnx")
+    assert "train_images_per_sec" not in report          # an export dir is timed for inference only
+    _check_timm_keys(report, "infer", 4)
+    assert report["infer_gmacs"] == round(report["macs"] / 1e9, 2)
+    assert report["infer_step_time_ms"] == pytest.approx(4000.0 / report["infer_images_per_sec"])
+    assert len(report["infer_windows_ms"]) == 5 and report["image_size"] == 64
+    assert "Final Performance images/sec : %.2f" % report["infer_images_per_sec"] in capsys.readouterr().out
+
+
+def test_perf_latency_at_batch_1_reports_p50_and_p90(exported, monkeypatch, tmp_path, capsys):
+    _, output, _ = exported
+    use_tiny_model(monkeypatch)
+    report = _perf(tmp_path, "--export_dir", output, "--runtime", "onnxruntime", "--latency", "--steps", 50)
+    assert report["infer_batch_size"] == report["batch_size"] == 1 and report["infer_latency_runs"] == 50
+    assert 0 < report["infer_latency_ms_p50"] <= report["infer_latency_ms_p90"]
+    out = capsys.readouterr().out
+    assert "latency p50 %.2f ms  p90 %.2f ms" % (report["infer_latency_ms_p50"], report["infer_latency_ms_p90"]) in out
+    assert zoo_run("perf", TINY_NAME, "--export_dir", output, "--latency", "--batch_size", 8) == 2
+    assert "--latency measures batch 1" in capsys.readouterr().err
+
+
+def test_perf_runtime_tf_times_the_frozen_graph_of_an_export_dir(exported, monkeypatch, tmp_path, capsys):
+    _, output, _ = exported
+    use_tiny_model(monkeypatch)
+    report = _perf(tmp_path, "--export_dir", output, "--runtime", "tf")
+    assert report["infer_model"] == str(output / "frozen_graph.pb") and report["infer_runtime"].startswith("tensorflow")
+    _check_timm_keys(report, "infer", BATCH)          # the frozen graph's fixed batch
+    assert zoo_run("perf", TINY_NAME, "--export_dir", output, "--runtime", "tf", "--batch_size", 8) == 2
+    assert "has the fixed batch 3" in capsys.readouterr().err
+
+
+def test_perf_onnxruntime_on_fresh_weights(monkeypatch, tmp_path):
+    use_tiny_model(monkeypatch)
+    report = _perf(tmp_path, "--runtime", "onnxruntime", "--mode", "infer", "--batch_size", 2,
+                   "--set", "image_size=64")
+    assert report["infer_runtime"].startswith("onnxruntime") and report["infer_model"] == "fresh weights"
+    _check_timm_keys(report, "infer", 2)
