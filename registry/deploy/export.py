@@ -10,8 +10,9 @@ OUTPUT/class_names.txt         one class name per line, line i = class index i (
 
 The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transform) is what
 `serving_default` runs on each image; `predict_images` and the frozen graph expect its output.
-Grouped convolutions are exported as block-diagonal dense kernels (they run on any device; the
-`native` grouped op needs a GPU) unless the hparams force another implementation.
+The plugin's optional `export_hparams(hparams)` adjusts the hparams of the exported graphs so that
+they run on any device (ShuffleNet: grouped convolutions as block-diagonal dense kernels, not the
+GPU-only native op); without it the model dir's hparams are used as they are.
 """
 import collections
 import json
@@ -31,12 +32,10 @@ SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 
 
-def export_hparams(hparams):
-    """Inference hparams of an export: 'auto' grouped convolutions become the portable block-diagonal form."""
-    hparams = dict(hparams)
-    if hparams.get("grouped_conv_impl", "auto") == "auto":
-        hparams["grouped_conv_impl"] = "block_diagonal"
-    return hparams
+def export_hparams(model, hparams):
+    """The hparams of the exported graphs: the plugin's `export_hparams(hparams)` when it has one."""
+    adjust = getattr(model, "export_hparams", None)
+    return dict(adjust(dict(hparams)) if callable(adjust) else hparams)
 
 
 def _heads(tf, logits):
@@ -110,7 +109,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     if batch_size < 1:
         raise ZooError("--batch_size must be >= 1, got %d" % batch_size)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    hparams = export_hparams(hparams)
+    hparams = export_hparams(model, hparams)
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     if os.path.exists(saved_model):
         if not overwrite:
