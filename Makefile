@@ -11,6 +11,7 @@ demo: $(STAMP)
 	$(VENV)/bin/zoo-run train shufflenetv1_g3 --model_dir runs/demo
 
 test: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check ./examples/resnet50  # the second network, as a user installs it
 	$(PY) -m pytest -q test
 
 install: $(STAMP)

@@ -15,9 +15,10 @@ VARIANTS = ["shufflenetv1_g1", "shufflenetv1_g2", "shufflenetv1_g3", "shufflenet
 
 
 def test_installed_entry_points_register_every_variant():
-    assert discovery.model_names() == VARIANTS
+    # other distributions may register more networks (make test installs examples/resnet50)
+    assert [name for name in discovery.model_names() if name.startswith("shufflenetv1")] == VARIANTS
     plugins = discovery.load_all()
-    assert [p.error for p in plugins] == [None] * 11
+    assert [p.error for p in plugins] == [None] * len(plugins)
     assert discovery.get_model("shufflenetv1_g3") is models.SHUFFLENETV1_G3
     assert (models.SHUFFLENETV1_G8_0_5X.groups, models.SHUFFLENETV1_G8_0_5X.width) == (8, "0.5x")
 
@@ -34,7 +35,7 @@ def test_unknown_name_lists_close_matches_and_known_names():
         discovery.get_model("shufflenetv1_g5")
     message = str(err.value)
     assert "Did you mean: shufflenetv1_g" in message
-    assert "Registered models: " + ", ".join(VARIANTS) in message
+    assert "Registered models: " + ", ".join(discovery.model_names()) in message
 
 
 class _Incomplete(object):
@@ -111,7 +112,7 @@ def test_list_shows_broken_plugins_and_the_rest_still_work(zoo_run, broken_plugi
     assert "BROKEN" in lines["aaa_bad_contract"] and "missing build_model" in lines["aaa_bad_contract"]
     assert "Func:" in lines["aaa_working"] and "BROKEN" not in lines["aaa_working"]
     assert "Func:" in lines["shufflenetv1_g3"]
-    assert "14 network(s) registered, 2 broken." in out.stdout
+    assert "%d network(s) registered, 2 broken." % (len(discovery.model_names()) + 3) in out.stdout
 
 
 def test_using_a_broken_plugin_is_a_clear_error(zoo_run, broken_plugins):
