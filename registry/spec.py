@@ -87,8 +87,9 @@ def _hparams_problems(default_hparams):
     if not hasattr(hparams, "keys"):
         return ["default_hparams() must return a dict, it returned a %s" % type(hparams).__name__]
     missing = [key for key in REQUIRED_HPARAMS if key not in hparams]
-    return ["default_hparams() lacks %s (every network needs %s)" % (", ".join(missing), ", ".join(REQUIRED_HPARAMS))
-            ] if missing else []
+    if not missing:
+        return []
+    return ["default_hparams() lacks %s (every network needs %s)" % (", ".join(missing), ", ".join(REQUIRED_HPARAMS))]
 
 
 def contract_problems(obj):

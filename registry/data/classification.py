@@ -20,10 +20,10 @@ from registry.errors import DataError
 
 def make_preprocess(is_training, hparams, train_image, eval_image):
     """preprocess(serialized_record, seed) -> (image, int32 label) for `registry.data.pipeline`."""
-    if int(hparams["num_classes"]) < 1:
+    num_classes = int(hparams["num_classes"])
+    if num_classes < 1:
         raise DataError("num_classes must be >= 1, got %r" % hparams["num_classes"])
     label_offset = int(hparams["label_offset"])
-    num_classes = int(hparams["num_classes"])
 
     def preprocess(record, seed):
         parsed = tfrecord.parse_record(record, label_offset, num_classes, with_bbox=is_training)
