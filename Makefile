@@ -23,6 +23,7 @@ demo: lane $(STAMP)
 	$(VENV)/bin/zoo-run train shufflenetv1_g3 --model_dir runs/demo
 
 test: lane $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check ./examples/resnet50  # the second network, as a user installs it
 	$(PY) -m pytest -q test
 
 install: lane $(STAMP)

@@ -10,7 +10,7 @@ convention is bgr / none.
 """
 import tensorflow as tf
 
-from registry.data import pipeline, tfrecord, transforms
+from registry.data import classification, transforms
 from registry.errors import DataError
 
 MEAN_RGB = (0.485, 0.456, 0.406)
@@ -72,41 +72,14 @@ def eval_image(image_buffer, hparams):
 
 
 def _check_hparams(hparams):
-    if int(hparams["num_classes"]) < 1:
-        raise DataError("num_classes must be >= 1, got %r" % hparams["num_classes"])
     if not 0.0 < float(hparams["crop_area_min"]) <= 1.0:
         raise DataError("crop_area_min must be in (0, 1], got %r; ImageNet uses 0.08" % hparams["crop_area_min"])
     if int(hparams["image_size"]) < 1:
         raise DataError("image_size must be >= 1, got %r" % hparams["image_size"])
 
 
-def make_preprocess(is_training, hparams):
-    """preprocess(serialized_record, seed) -> (image, label) for `registry.data.pipeline`."""
-    _check_hparams(hparams)
-    label_offset = int(hparams["label_offset"])
-    num_classes = int(hparams["num_classes"])
-
-    def preprocess(record, seed):
-        parsed = tfrecord.parse_record(record, label_offset, num_classes, with_bbox=is_training)
-        if is_training:
-            image = train_image(parsed["image"], hparams, parsed["bbox"], seed)
-        else:
-            image = eval_image(parsed["image"], hparams)
-        return image, parsed["label"]
-
-    return preprocess
-
-
 def input_fn(mode, hparams, data_path, input_context=None):
-    """tf.data.Dataset of (float32 images [B, S, S, 3], int32 labels [B]) from TF-slim TFRecords.
-
-    TRAIN reads `train-*-of-*` and repeats forever; EVAL / PREDICT read `validation-*-of-*` once,
-    the last batch padded with label -1 entries. B is hparams['batch_size'] per worker.
-    """
-    is_training = str(mode).lower() == "train"
-    files = tfrecord.list_split_files(data_path, tfrecord.mode_to_split(mode))
-    seed = int(hparams.get("seed", -1))
-    return pipeline.build_dataset(
-        files, is_training, make_preprocess(is_training, hparams), int(hparams["batch_size"]),
-        shuffle_buffer=int(hparams["shuffle_buffer"]), seed=seed if seed >= 0 else None,
-        input_context=input_context, num_parallel_calls=pipeline.map_parallelism(hparams.get("data_threads", 0)))
+    """tf.data.Dataset of (float32 images [B, S, S, 3], int32 labels [B]) from TF-slim TFRecords, through
+    `registry.data.classification` with this network's transforms (see there for the splits and padding)."""
+    _check_hparams(hparams)
+    return classification.input_fn(mode, hparams, data_path, input_context, train_image, eval_image)

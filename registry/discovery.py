@@ -2,7 +2,8 @@
 
 Listing names reads entry-point metadata only (no plugin is imported). Loading a plugin
 imports just that one; a plugin that fails to import or breaks the contract is reported
-as broken, with its error, and never stops the others from working.
+as broken, with its error, and never stops the others from working. A name published with
+two different targets (e.g. by two distributions) is broken too: neither is picked silently.
 """
 import collections
 import difflib
@@ -30,8 +31,18 @@ def _manager(names, on_failure=None):
         spec.ENTRY_POINT_GROUP, names=names, name_order=True, on_load_failure_callback=on_failure)
 
 
+def _target(entry_point):
+    return entry_point.value if hasattr(entry_point, "value") else str(entry_point)
+
+
 def _entry_points():
-    return {ep.name: ep for ep in _manager([]).list_entry_points()}
+    """{name: [entry point, ...]}: the distinct targets published under each name (several = a clash)."""
+    published = {}
+    for entry_point in _manager([]).list_entry_points():
+        targets = published.setdefault(entry_point.name, [])
+        if all(_target(other) != _target(entry_point) for other in targets):
+            targets.append(entry_point)
+    return published
 
 
 def model_names():
@@ -39,18 +50,18 @@ def model_names():
     return sorted(_entry_points())
 
 
-def _target(entry_point):
-    return entry_point.value if hasattr(entry_point, "value") else str(entry_point)
-
-
 def load_plugin(name):
     """Loads one network by name; never raises for a broken plugin (see `Plugin.error`)."""
     entry_points = _entry_points()
     if name not in entry_points:
         raise UnknownModelError(unknown_name_message(name, sorted(entry_points)))
+    if len(entry_points[name]) > 1:   # two distributions publish the name: neither is picked silently
+        targets = sorted(_target(ep) for ep in entry_points[name])
+        return Plugin(name, " and ".join(targets), None,
+                      "%d entry points publish this name; uninstall (or rename) all but one" % len(targets))
     failures = []
     manager = _manager([name], on_failure=lambda _manager, _ep, err: failures.append(err))
-    target = _target(entry_points[name])
+    target = _target(entry_points[name][0])
     if failures or name not in manager.names():
         err = failures[0] if failures else "could not be loaded"
         return Plugin(name, target, None, "import failed: %s: %s" % (type(err).__name__, err))

@@ -5,7 +5,8 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
     build_model(images, is_training, hparams) -> logits     builds the network in the current graph
     input_fn(mode, hparams, data_path, input_context=None)  -> tf.data.Dataset of (images, labels),
                                                              labels 0-based int32
-    default_hparams() -> dict                                the network's reference recipe
+    default_hparams() -> dict                                the network's reference recipe; it holds at
+                                                             least REQUIRED_HPARAMS (the engine reads them)
     level      mapping of modelzoo_level.txt statuses (FuncStatus, PerfStatus, PrecisionStatus, ...)
     metadata   mapping of descriptive facts; `description` is required, `paper`, `params`, `macs`,
                `reference_top1`, ... are shown when present
@@ -28,7 +29,12 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
                first tensor that does not fit. `zoo-run import-weights` needs it
 
 `hparams` is a plain mapping: `default_hparams()` after the user's overrides. `mode` is a
-`tf.estimator.ModeKeys` value.
+`tf.estimator.ModeKeys` value. The engine also reads these keys when present (defaults in brackets):
+base_batch_size [batch_size], lr_schedule [cosine], warmup_epochs [0], momentum [0.9], nesterov
+[False], weight_decay [0], weight_decay_on_bn [False], label_smoothing [0], eval_every_epochs [at the
+end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded],
+num_eval_images (synthetic eval), label_offset [1] (class names); `registry.data.classification`
+reads label_offset, shuffle_buffer, data_threads and seed.
 """
 import inspect
 
@@ -48,6 +54,8 @@ LEVEL_VALUES = {
     "PrecisionStatus": ("OK", "POK", "NOK"),
 }
 REQUIRED_METADATA = ("description",)
+# hparams every run needs: the batch per device, the schedule's length and peak, the data's size and shape
+REQUIRED_HPARAMS = ("batch_size", "learning_rate", "epochs", "num_classes", "image_size", "num_train_images")
 
 
 class ContractError(ZooError):
@@ -72,6 +80,19 @@ def _parameter_problems(name, func, expected):
     return []
 
 
+def _hparams_problems(default_hparams):
+    try:
+        hparams = default_hparams()
+    except Exception as err:  # a plugin bug: reported, never raised
+        return ["default_hparams() raised %s: %s" % (type(err).__name__, err)]
+    if not hasattr(hparams, "keys"):
+        return ["default_hparams() must return a dict, it returned a %s" % type(hparams).__name__]
+    missing = [key for key in REQUIRED_HPARAMS if key not in hparams]
+    if not missing:
+        return []
+    return ["default_hparams() lacks %s (every network needs %s)" % (", ".join(missing), ", ".join(REQUIRED_HPARAMS))]
+
+
 def contract_problems(obj):
     """Every way `obj` breaks the contract, as readable sentences (empty when it complies)."""
     problems = []
@@ -83,6 +104,8 @@ def contract_problems(obj):
             problems.append("%s is not callable (it is a %s)" % (attr, type(func).__name__))
         else:
             problems.extend(_parameter_problems(attr, func, expected))
+            if attr == "default_hparams":
+                problems.extend(_hparams_problems(func))
 
     level = getattr(obj, "level", None)
     if not hasattr(level, "get"):

@@ -18,6 +18,7 @@ usage() {
 usage: $(basename "$0") --data_path=DIR [options]
 
   --data_path=DIR          TF-slim TFRecords: train-*-of-*, validation-*-of-*        (required)
+  --network=NAME           a network registered with zoo-run (default: $Network; see 'zoo-run list')
   --precision_mode=MODE    allow_mix_precision (NPU default) | allow_fp32_to_fp16 | force_fp16 |
                            must_keep_origin_dtype | force_fp32
   --batch_size=N           per-device batch (default: the recipe's)
@@ -40,6 +41,7 @@ parse_args() {
     for arg in "$@"; do
         case "$arg" in
             --data_path=*) data_path="${arg#*=}" ;;
+            --network=*) Network="${arg#*=}" ;;
             --precision_mode=*) precision_mode="${arg#*=}" ;;
             --batch_size=*) batch_size="${arg#*=}" ;;
             --epochs=*) epochs="${arg#*=}" ;;

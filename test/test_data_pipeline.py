@@ -11,7 +11,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from modelzoo_shufflenet import preprocessing  # noqa: E402
-from modelzoo_shufflenet.models import _DEFAULT_HPARAMS  # noqa: E402
+from modelzoo_shufflenet.models import _DEFAULT_HPARAMS, SHUFFLENETV1_G3  # noqa: E402
 from registry.data import builder, demo, pipeline, synthetic, tfrecord, transforms  # noqa: E402
 from registry.errors import DataError  # noqa: E402
 
@@ -405,7 +405,7 @@ def test_synthetic_data():
 
 @in_graph
 def test_demo_data_feeds_the_plugin():
-    params = dict(_DEFAULT_HPARAMS, batch_size=100, **demo.DEMO_HPARAMS)
+    params = dict(_DEFAULT_HPARAMS, **dict(SHUFFLENETV1_G3.presets["demo"], batch_size=100))
     batches = run(preprocessing.input_fn("eval", params, demo.demo_data_path()))
     labels = np.concatenate([b[1] for b in batches])
     assert len(batches) == 4 and (labels >= 0).sum() == 360 and (labels == -1).sum() == 40

@@ -33,7 +33,8 @@ def _sha256(path):
 
 
 def convert(model, source, hparams=None):
-    """(variables {TF name: array}, effective hparams, state_dict) of `source` for `model`."""
+    """(variables {TF name: array}, effective hparams, state_dict, the converter's hparam overrides) of
+    `source` for `model`."""
     converter = getattr(model, "convert_state_dict", None)
     if not callable(converter):
         raise ZooError("%r cannot import foreign weights: its plugin publishes no convert_state_dict" % (model,))
@@ -44,7 +45,7 @@ def convert(model, source, hparams=None):
     except ZooError as err:
         raise ZooError("cannot import %s: %s" % (source, err))
     hparams = hp.apply_overrides(hparams, overrides, "the imported weights' convention")
-    return variables, hparams, state
+    return variables, hparams, state, overrides
 
 
 def check_against_graph(model, variables, hparams, source):
@@ -87,7 +88,7 @@ def import_weights(model, source, model_dir, hparams=None, log=print):
     import tensorflow as tf
     if os.path.isdir(model_dir) and tf.compat.v1.train.latest_checkpoint(model_dir):
         raise ZooError("model dir %s already has a checkpoint; import into a new --model_dir" % model_dir)
-    variables, hparams, state = convert(model, source, hparams)
+    variables, hparams, state, overrides = convert(model, source, hparams)
     check_against_graph(model, variables, hparams, source)
     os.makedirs(model_dir, exist_ok=True)
     checkpoint = write_checkpoint(model, variables, hparams, model_dir)
@@ -106,9 +107,9 @@ def import_weights(model, source, model_dir, hparams=None, log=print):
         ("tensors_not_needed", ignored),
         ("checkpoint", checkpoint),
         ("num_classes", hparams["num_classes"]),
-        ("input_convention", {k: hparams[k] for k in ("input_channel_order", "input_normalization",
-                                                      "eval_resize", "eval_crop_fraction", "image_size")
-                              if k in hparams}),
+        # what the plugin's converter declared of the weights' input, and the size they are evaluated at
+        ("input_convention", {k: hparams[k] for k in list(overrides) + ["image_size"]
+                              if k != "num_classes" and k in hparams}),
         ("labels", label_file),
     ])
     with open(os.path.join(model_dir, IMPORT_REPORT), "w") as f:

@@ -1,8 +1,8 @@
 """The tf.estimator model_fn assembled from a plugin's `build_model` and the run's hparams.
 
 Loss: softmax cross-entropy with label smoothing plus L2 weight decay (kernels only unless
-`weight_decay_on_bn`). Optimiser: momentum, with the learning rate computed from the
-global step. Metrics ignore entries labelled -1 (the eval pipeline's padding).
+`weight_decay_on_bn`). Optimiser: momentum (Nesterov's when `nesterov`), with the learning rate
+computed from the global step. Metrics ignore entries labelled -1 (the eval pipeline's padding).
 """
 import tensorflow as tf
 
@@ -94,7 +94,8 @@ def build_model_fn(model, hparams, plan, warm_start=None, settings=None):
         loss = tf.debugging.check_numerics(cross_entropy + decay, hooks.NAN_LOSS_MESSAGE)
         learning_rate = plan.learning_rate_tensor(global_step)
         optimizer, loss_scale = devices.wrap_optimizer(
-            settings, tf1.train.MomentumOptimizer(learning_rate, hparams.get("momentum", 0.9)))
+            settings, tf1.train.MomentumOptimizer(learning_rate, hparams.get("momentum", 0.9),
+                                                  use_nesterov=bool(hparams.get("nesterov", False))))
         with tf.control_dependencies(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS) + [step_before_update]):
             train_op = optimizer.minimize(loss, global_step=global_step)
 
