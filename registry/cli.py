@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from registry import discovery, hparams as hp, spec
+from registry import discovery, hparams as hp, paths, spec
 from registry.errors import ZooError
 
 EPILOG = """examples:
@@ -145,8 +145,7 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from registry.engine import results
-    if not os.path.isdir(args.model_dir):
-        raise ZooError("model dir %s does not exist" % args.model_dir)
+    paths.require_dir(args.model_dir, "model dir")
     saved = results.read_json(args.model_dir, results.HPARAMS_FILE) or {}
     model, params, data_path = _resolve_run(args, saved=saved)
     _quiet_tensorflow()
@@ -207,16 +206,20 @@ def add_device_arguments(parser):
     group.add_argument("--iterations_per_loop", type=int, default=1,
                        help="NPU steps per device loop; checkpoint and eval steps are rounded up to multiples")
     group.add_argument("--over_dump", action="store_true", help="NPU: dump overflowing operators (debug)")
-    group.add_argument("--dump_path", help="NPU: where data or overflow dumps are written")
-    group.add_argument("--profiling", metavar="DIR", help="NPU: write a training-trace profile to DIR")
+    group.add_argument("--dump_path", type=paths.expand, help="NPU: where data or overflow dumps are written")
+    group.add_argument("--profiling", type=paths.expand, metavar="DIR", help="NPU: write a training-trace profile to DIR")
 
 
 def add_hparam_arguments(parser, preset=True):
     if preset:
         parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                        help="override one hparam (repeatable), typed like its default")
+    parser.add_argument("--config", type=paths.expand, metavar="FILE.yaml", help="YAML file of hparam overrides")
+    set_argument(parser, "override hparams, typed like their defaults: --set a=1 b=2, or --set a=1 --set b=2")
+
+
+def set_argument(parser, help_text):
+    """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable (a list of lists; hparams.parse_set_args flattens it)."""
+    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", default=[], help=help_text)
 
 
 def build_parser():
@@ -248,9 +251,9 @@ def build_parser():
                        epilog="Without --data_path it trains on the bundled demo data with the model's "
                               "'demo' preset.", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("--data_path", help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
-    p.add_argument("--model_dir", help="checkpoints, hparams.json, eval results (default: runs/NAME)")
-    p.add_argument("--warm_start_from", metavar="CKPT",
+    p.add_argument("--data_path", type=paths.expand, help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
+    p.add_argument("--model_dir", type=paths.expand, help="checkpoints, hparams.json, eval results (default: runs/NAME)")
+    p.add_argument("--warm_start_from", type=paths.expand, metavar="CKPT",
                    help="initialise from a checkpoint (prefix or model dir); variables whose shape "
                         "differs, e.g. the classifier for another num_classes, are skipped")
     p.add_argument("--eval_every_epochs", type=float, default=None,
@@ -276,9 +279,9 @@ def build_parser():
                                    "hparams saved there, over every image of the validation split, and "
                                    "writes eval_results.json in the model dir.")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--model_dir", required=True, help="the training run's directory")
-    p.add_argument("--data_path", help="directory of TF-slim TFRecords (default: the bundled demo data)")
-    p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
+    p.add_argument("--model_dir", type=paths.expand, required=True, help="the training run's directory")
+    p.add_argument("--data_path", type=paths.expand, help="directory of TF-slim TFRecords (default: the bundled demo data)")
+    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
     add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
@@ -288,13 +291,13 @@ def build_parser():
                                    "after a warm-up, in windows; reports the median window's images/sec and "
                                    "step time, parameters, MACs and peak memory, as ModelZoo lines and JSON.")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--data_path", help="TF-slim TFRecords to read (default: synthetic in-memory data)")
+    p.add_argument("--data_path", type=paths.expand, help="TF-slim TFRecords to read (default: synthetic in-memory data)")
     p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
     p.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam)")
     p.add_argument("--steps", type=int, default=30, help="timed steps, split into 5 windows (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--json", type=paths.expand, metavar="PATH", help="write the report as JSON")
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_perf)
 
@@ -302,10 +305,10 @@ def build_parser():
                        description="Reads MODEL_DIR/run_summary.json (written by `zoo-run train`) and prints "
                                    "the Ascend ModelZoo closing lines, writing OUTPUT_DIR/${CaseName}.log.")
     p.add_argument("name", help="registered model name (the Network field)")
-    p.add_argument("--model_dir", required=True)
+    p.add_argument("--model_dir", type=paths.expand, required=True)
     p.add_argument("--kind", choices=["acc", "perf"], default="acc", help="the CaseName suffix")
     p.add_argument("--e2e_seconds", type=float, required=True, help="wall time of the whole script")
-    p.add_argument("--output_dir", required=True, help="where ${CaseName}.log is written")
+    p.add_argument("--output_dir", type=paths.expand, required=True, help="where ${CaseName}.log is written")
     p.set_defaults(func=cmd_modelzoo_report)
 
     from registry.data import cli as data_cli

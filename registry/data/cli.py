@@ -1,6 +1,8 @@
 """`zoo-run data ...` subcommands."""
 import os
 
+from registry import paths
+
 BUILD_EPILOG = """examples:
   zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train --workers 8
   zoo-run data build ~/imagenet/val ~/imagenet-tfrecord --split validation \\
@@ -31,14 +33,14 @@ def register(subparsers):
                                    "decoded to check it, non-RGB-JPEG files are re-encoded as RGB JPEG, "
                                    "undecodable ones are skipped and listed in OUT/<split>-build-report.txt.",
                        epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="image folder: SRC/<class>/<image>, or flat with --labels_file")
-    p.add_argument("out", help="output directory for the TFRecords (created if missing)")
+    p.add_argument("src", type=paths.expand, help="image folder: SRC/<class>/<image>, or flat with --labels_file")
+    p.add_argument("out", type=paths.expand, help="output directory for the TFRecords (created if missing)")
     p.add_argument("--split", required=True, choices=["train", "validation"])
     p.add_argument("--shards", type=int, help="number of output files (default 1024 train, 128 validation; "
                                               "at most one per image)")
-    p.add_argument("--labels_file", metavar="F",
+    p.add_argument("--labels_file", type=paths.expand, metavar="F",
                    help="labels of a flat SRC: one class per line in sorted file-name order, or filename,label CSV")
-    p.add_argument("--synset_names", metavar="F",
+    p.add_argument("--synset_names", type=paths.expand, metavar="F",
                    help="'class<TAB>human-readable name' lines (ImageNet's imagenet_metadata.txt) for image/class/text")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="parallel processes (default: number of cores, at most 8)")

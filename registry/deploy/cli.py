@@ -1,9 +1,8 @@
 """`zoo-run predict`, `zoo-run export`, `zoo-run import-weights`."""
 import argparse
 import json
-import os
 
-from registry import discovery, hparams as hp
+from registry import discovery, hparams as hp, paths
 from registry.errors import ZooError
 
 
@@ -15,8 +14,7 @@ def _quiet_tensorflow():
 def model_dir_hparams(model, model_dir, set_args=()):
     """The model dir's effective hparams (hparams.json over the defaults), then --set overrides."""
     from registry.engine import results
-    if not os.path.isdir(model_dir):
-        raise ZooError("model dir %s does not exist" % model_dir)
+    paths.require_dir(model_dir, "model dir")
     saved = results.read_json(model_dir, results.HPARAMS_FILE)
     if saved is None:
         raise ZooError("model dir %s has no %s: is it a zoo-run training or import-weights run?"
@@ -61,26 +59,23 @@ def cmd_predict(args):
     return 0
 
 
-def _set_argument(parser, help_text):
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help=help_text)
-
-
 def register(subparsers):
     """Adds predict, export and import-weights to zoo-run's subcommands."""
+    from registry.cli import set_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
         description="Classifies JPEG/PNG files with the model dir's latest checkpoint, applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG)")
-    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
-    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
-    p.add_argument("--labels", metavar="FILE_OR_DATA_DIR",
+    p.add_argument("images", nargs="+", type=paths.expand, metavar="IMAGE", help="image files (JPEG, PNG)")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
+    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--labels", type=paths.expand, metavar="FILE_OR_DATA_DIR",
                    help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _set_argument(p, "override one of the model dir's hparams (repeatable)")
+    set_argument(p, "override one of the model dir's hparams (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser(
@@ -92,12 +87,12 @@ def register(subparsers):
         epilog="Ascend: atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
                "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
-    p.add_argument("--output", required=True, help="directory to write the exports into")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
+    p.add_argument("--output", required=True, type=paths.expand, help="directory to write the exports into")
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
-    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT/saved_model")
-    _set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
+    set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
@@ -109,7 +104,7 @@ def register(subparsers):
         epilog="example:\n  zoo-run import-weights shufflenetv1_g3 --from ShuffleNetV1-1.0x-g3.pth.tar "
                "--model_dir runs/g3-megvii")
     p.add_argument("name", help="registered model name of the checkpoint's variant, e.g. shufflenetv1_g3")
-    p.add_argument("--from", dest="source", required=True, metavar="FILE", help="the PyTorch checkpoint")
-    p.add_argument("--model_dir", required=True, help="a new directory for the TF checkpoint")
-    _set_argument(p, "override a default hparam recorded with the weights (repeatable)")
+    p.add_argument("--from", dest="source", required=True, type=paths.expand, metavar="FILE", help="the PyTorch checkpoint")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a new directory for the TF checkpoint")
+    set_argument(p, "override a default hparam recorded with the weights (repeatable)")
     p.set_defaults(func=cmd_import_weights)

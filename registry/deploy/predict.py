@@ -5,9 +5,9 @@ it is decoded and transformed by the plugin's `preprocess_image` (its eval trans
 model dir's input convention), then classified.
 """
 import collections
-import os
 
 from registry.deploy import labels as labels_mod
+from registry import paths
 from registry.errors import ZooError
 
 # file signatures of the formats tf.io.decode_image reads
@@ -24,8 +24,7 @@ def image_format(data):
 
 def read_image(path):
     """(bytes, format) of an image file; a ZooError that says why for anything else."""
-    if not os.path.isfile(path):
-        raise ZooError("image %s does not exist" % path)
+    path = paths.require_file(path, "image", "; pass image files (JPEG, PNG, GIF, BMP)")
     with open(path, "rb") as f:
         data = f.read()
     kind = image_format(data)

@@ -16,7 +16,6 @@ Both layouts written by `torch.save` are read:
 """
 import collections
 import io
-import os
 import pickle
 import struct
 import tarfile
@@ -24,6 +23,7 @@ import zipfile
 
 import numpy as np
 
+from registry import paths
 from registry.errors import ZooError
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -303,8 +303,7 @@ def _load_legacy(path):
 
 def load(path):
     """The object saved by `torch.save` at `path`, tensors as numpy arrays (dicts as OrderedDicts)."""
-    if not os.path.isfile(path):
-        raise CheckpointError("checkpoint file %s does not exist" % path)
+    path = paths.require_file(path, "checkpoint file", error=CheckpointError)
     with open(path, "rb") as f:
         start = f.read(4)
     if start == ZIP_MAGIC:

@@ -8,6 +8,7 @@ EVAL_RESULTS = "eval_results.json"
 EVAL_HISTORY = "eval_history.jsonl"
 HPARAMS_FILE = "hparams.json"
 RUN_SUMMARY = "run_summary.json"
+TRAIN_LOG = "train_log.jsonl"   # one record per progress report (registry.engine.hooks)
 
 
 def write_json(model_dir, name, obj):
@@ -44,6 +45,11 @@ def read_jsonl(model_dir, name):
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_train_log(model_dir, since=None):
+    """The train log's records ({step, epoch, loss, lr, ..., time}), those written at or after `since` (a time)."""
+    return [r for r in read_jsonl(model_dir, TRAIN_LOG) if since is None or r["time"] >= since]
 
 
 def read_eval_history(model_dir):

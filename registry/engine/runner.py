@@ -119,7 +119,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
               "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
               "num_images": int(round(metrics["num_images"])), "checkpoint": checkpoint,
               "eval_images_per_sec": metrics["num_images"] / seconds, "time": time.time()}
-    train_log = hooks.read_train_log(model_dir)
+    train_log = results.read_train_log(model_dir)
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
     results.write_eval_result(model_dir, record, history=history)
@@ -325,7 +325,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
 
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
     """This run's figures, from the structured train log (never from log text)."""
-    this_run = [r for r in hooks.read_train_log(model_dir) if r["time"] >= started]
+    this_run = results.read_train_log(model_dir, since=started)
     rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
     images_per_sec = statistics.median(rates) if rates else None
     return {
@@ -337,4 +337,4 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
         "final_loss": this_run[-1]["loss"] if this_run else None,
         "train_accuracy": this_run[-1]["train_accuracy"] if this_run else None,
         "eval_top1": record["top1"] if record else None, "eval_top5": record["top5"] if record else None,
-        "seconds": elapsed}
+        "started": started, "seconds": elapsed}
