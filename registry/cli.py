@@ -35,20 +35,24 @@ def cmd_list(args):
         print("No network is registered in the %r entry-point group; install a plugin "
               "(e.g. `pip install .` in this repository)." % spec.ENTRY_POINT_GROUP)
         return 1
-    rows = [("NAME", "DESCRIPTION", "LEVEL")]
+    rows = [("NAME", "DESCRIPTION", "LEVEL", False)]
     for p in plugins:
-        if p.broken:
-            rows.append((p.name, "BROKEN (%s): %s" % (p.target, p.error), ""))
+        if p.clash:
+            rows.append((p.name, "CLASH: %s" % p.error, "", True))
+        elif p.broken:
+            rows.append((p.name, "BROKEN (%s): %s" % (p.target, p.error), "", True))
         else:
-            rows.append((p.name, p.obj.metadata["description"], _level_text(p.obj.level)))
-    widths = [max(len(r[i]) for r in rows if not r[1].startswith("BROKEN")) for i in range(2)]
-    for row in rows:
-        if row[1].startswith("BROKEN"):
-            print("%-*s  %s" % (widths[0], row[0], row[1]))
+            rows.append((p.name, p.obj.metadata["description"], _level_text(p.obj.level), False))
+    widths = [max(len(r[i]) for r in rows if not r[3]) for i in range(2)]
+    for name, description, level, unusable in rows:
+        if unusable:
+            print("%-*s  %s" % (widths[0], name, description))
         else:
-            print("%-*s  %-*s  %s" % (widths[0], row[0], widths[1], row[1], row[2]))
-    broken = sum(p.broken for p in plugins)
-    print("\n%d network(s) registered%s." % (len(plugins), ", %d broken" % broken if broken else ""))
+            print("%-*s  %-*s  %s" % (widths[0], name, widths[1], description, level))
+    clashes = sum(p.clash for p in plugins)
+    broken = sum(p.broken for p in plugins) - clashes
+    problems = ["%d broken" % broken] * bool(broken) + ["%d name clash(es)" % clashes] * bool(clashes)
+    print("\n%d network(s) registered%s." % (len(plugins), "".join(", " + text for text in problems)))
     return 0
 
 

@@ -52,6 +52,18 @@ def read_train_log(model_dir, since=None):
     return [r for r in read_jsonl(model_dir, TRAIN_LOG) if since is None or r["time"] >= since]
 
 
+def recorded_epoch(model_dir, step):
+    """The epoch of global step `step` as the training run recorded it (its train log pairs steps with
+    epochs), so that a later command's overrides (batch size, number of images) cannot change it; None
+    when the model dir has no train log."""
+    records = [r for r in read_train_log(model_dir) if r["step"] > 0]
+    if not records:
+        return None
+    earlier = [r for r in records if r["step"] <= step]
+    record = earlier[-1] if earlier else records[0]
+    return step * record["epoch"] / record["step"]
+
+
 def read_eval_history(model_dir):
     return read_jsonl(model_dir, EVAL_HISTORY)
 

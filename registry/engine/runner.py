@@ -102,7 +102,8 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
              settings=None, replicas=None):
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records.
 
-    `replicas` (default: the device settings' rank size) converts the step into an epoch."""
+    The checkpoint's epoch is the one its training recorded (`results.recorded_epoch`); without a train
+    log it is computed from `hparams` and `replicas` (default: the device settings' rank size)."""
     replicas = replicas or (settings.rank_size if settings else 1)
     estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
@@ -113,9 +114,11 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
                                      checkpoint_path=checkpoint)
     seconds = time.time() - start
-    plan = schedule.Plan(hparams, replicas)
     step = int(metrics["global_step"])
-    record = {"global_step": step, "epoch": round(plan.epoch(step), 4), "top1": float(metrics["top1"]),
+    epoch = results.recorded_epoch(model_dir, step)
+    if epoch is None:
+        epoch = schedule.Plan(hparams, replicas).epoch(step)
+    record = {"global_step": step, "epoch": round(epoch, 4), "top1": float(metrics["top1"]),
               "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
               "num_images": int(round(metrics["num_images"])), "checkpoint": checkpoint,
               "eval_images_per_sec": metrics["num_images"] / seconds, "time": time.time()}
@@ -176,8 +179,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
     if latest:
+        epoch = results.recorded_epoch(model_dir, start_step)
         log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
-                                                             plan.epoch(start_step)))
+                                                             plan.epoch(start_step) if epoch is None else epoch))
     else:
         log("Training from scratch: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
             % (plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
