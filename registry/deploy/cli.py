@@ -27,7 +27,7 @@ def cmd_import_weights(args):
     params = hp.resolve(model, None, None, args.set)
     _quiet_tensorflow()
     from registry.deploy.import_weights import import_weights
-    import_weights(model, args.source, args.model_dir, params)
+    import_weights(model, args.source, args.model_dir, params, key=args.key)
     print("next: zoo-run eval %s --model_dir %s --data_path DATA   |   zoo-run predict %s --model_dir %s IMAGE"
           % (args.name, args.model_dir, args.name, args.model_dir))
     return 0
@@ -97,14 +97,17 @@ def register(subparsers):
 
     p = subparsers.add_parser(
         "import-weights", help="official PyTorch weights -> a model dir (eval, predict, export, warm start)",
-        description="Reads a torch.save checkpoint ({'state_dict': ...}, DataParallel 'module.' keys; zip or "
-                    "legacy format) without torch and without running any code in it, maps every tensor by name "
-                    "and shape, and writes MODEL_DIR/model.ckpt-0 with hparams.json recording the weights' input "
-                    "convention.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reads a torch.save checkpoint (a state dict, bare or under 'state_dict', 'model', "
+                    "'model_state_dict', 'ema', ...; DataParallel 'module.' keys; zip or legacy format) without "
+                    "torch and without running any code in it, maps every tensor by name and shape, and writes "
+                    "MODEL_DIR/model.ckpt-0 with hparams.json recording the weights' input convention.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  zoo-run import-weights shufflenetv1_g3 --from ShuffleNetV1-1.0x-g3.pth.tar "
                "--model_dir runs/g3-megvii")
     p.add_argument("name", help="registered model name of the checkpoint's variant, e.g. shufflenetv1_g3")
     p.add_argument("--from", dest="source", required=True, type=paths.expand, metavar="FILE", help="the PyTorch checkpoint")
     p.add_argument("--model_dir", required=True, type=paths.expand, help="a new directory for the TF checkpoint")
+    p.add_argument("--key", help="the checkpoint entry holding the weights, e.g. model_ema (default: the first of "
+                                 "state_dict, model, model_state, model_state_dict, ... that holds tensors)")
     set_argument(p, "override a default hparam recorded with the weights (repeatable)")
     p.set_defaults(func=cmd_import_weights)
