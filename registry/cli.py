@@ -118,7 +118,7 @@ def _resolve_run(args, saved=None):
 def _device_settings(args):
     from registry.engine import devices
     return devices.resolve(args.device, args.precision_mode, args.iterations_per_loop, args.dump_path,
-                           args.over_dump, args.profiling)
+                           args.over_dump, args.profiling, command=args.command)
 
 
 def cmd_train(args):
@@ -142,7 +142,7 @@ def cmd_train(args):
                  synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
                  skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
                  startup_timeout=args.startup_timeout)
-    if distribute.cluster_from_env():
+    if settings.launch.cluster:
         distribute.exit_worker(0)
     return 0
 
@@ -156,9 +156,14 @@ def cmd_eval(args):
     from registry.engine import runner
     from registry.engine.warm_start import resolve_checkpoint
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # its replicas set the epoch
-    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
-                             settings=_device_settings(args), replicas=trained.get("replicas"))
+    from registry.engine.distribute import without_tf_config
+    settings = _device_settings(args)
+    for note in settings.launch.notes:
+        print(note)
+    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
+    with without_tf_config():                                                 # comes from its replicas
+        record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
+                                 settings=settings, replicas=trained.get("replicas"))
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 
@@ -171,11 +176,16 @@ def cmd_perf(args):
         params["batch_size"] = args.batch_size
     synthetic = args.synthetic or not args.data_path
     _quiet_tensorflow()
-    from registry.engine import perf
+    from registry.engine import devices, environment, perf
+    from registry.engine.distribute import without_tf_config
+    for note in environment.read("gpu" if devices.gpu_available() else "cpu", "perf").notes:
+        print(note)
     print("%s: batch %d, %dx%d, %s data" % (args.name, params["batch_size"], params["image_size"],
                                            params["image_size"], "synthetic" if synthetic else args.data_path))
     modes = ["train", "infer"] if args.mode == "both" else [args.mode]
-    report = perf.run(model, params, modes, args.data_path, synthetic, steps=args.steps, warmup_steps=args.warmup)
+    with without_tf_config():
+        report = perf.run(model, params, modes, args.data_path, synthetic, steps=args.steps,
+                          warmup_steps=args.warmup)
     report["network"] = args.name
     print("params %s  MACs %.1f M  peak memory %.0f MB  device %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"]))

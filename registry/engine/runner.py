@@ -78,11 +78,16 @@ def stream_hparams(hparams, start_step):
     return dict(hparams, seed=(seed * 1000003 + start_step) % 2 ** 31)
 
 
-def _input_fn(model, mode, hparams, data_path, synthetic):
+def _input_fn(model, mode, hparams, data_path, synthetic, settings=None):
+    """The Estimator's input_fn. Training on NPU ranks (settings.rank_size > 1) reads this rank's shard: an
+    input context from the device settings (the launch environment), as tf.distribute gives its workers."""
     if synthetic:
         from registry.data.synthetic import synthetic_dataset
         return lambda input_context=None: synthetic_dataset(mode, hparams)
-    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context)
+    shard = None
+    if settings is not None and settings.rank_size > 1 and mode == ModeKeys.TRAIN:
+        shard = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
+    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context or shard)
 
 
 def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None, train_distribute=None,
@@ -165,9 +170,11 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     """
     skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
+    for note in settings.launch.notes if settings.launch else ():
+        log(note)
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
         eval_every_epochs = hparams.get("eval_every_epochs")
-    cluster = distribute.cluster_from_env()
+    cluster = settings.launch.cluster if settings.launch else None
     if cluster:
         return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
                                    eval_every_epochs, warm_start_from, settings, startup_timeout, log)
@@ -194,7 +201,7 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     for target in targets:
         with training_errors(model_dir):
             estimator.train(_input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, segment_start), data_path,
-                                      synthetic), max_steps=target)
+                                      synthetic, settings), max_steps=target)
         segment_start = target
         if not skip_eval:
             record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
@@ -263,9 +270,6 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers.
     The chief (worker 0) also evaluates every `eval_every_epochs` from a background thread, and the
     final checkpoint, then writes the run summary."""
-    if settings.device == "npu":
-        raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
-                       "(NPUDistributedOptimizer)")
     chief = cluster.index == 0
     distribute.check_own_port(cluster)
     strategy = distribute.make_strategy()
@@ -341,4 +345,6 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
         "final_loss": this_run[-1]["loss"] if this_run else None,
         "train_accuracy": this_run[-1]["train_accuracy"] if this_run else None,
         "eval_top1": record["top1"] if record else None, "eval_top5": record["top5"] if record else None,
-        "started": started, "seconds": elapsed}
+        "started": started, "seconds": elapsed,
+        "environment": {"applied": dict(settings.launch.applied), "ignored": dict(settings.launch.ignored)}
+        if settings.launch else None}
