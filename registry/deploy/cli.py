@@ -64,11 +64,12 @@ def register(subparsers):
     from registry.cli import set_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
-        description="Classifies JPEG/PNG files with the model dir's latest checkpoint, applying the model dir's "
+        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; EXIF orientation applied, as a viewer "
+                    "shows them) with the model dir's latest checkpoint, applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("images", nargs="+", type=paths.expand, metavar="IMAGE", help="image files (JPEG, PNG)")
+    p.add_argument("images", nargs="+", type=paths.expand, metavar="IMAGE", help="image files")
     p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--labels", type=paths.expand, metavar="FILE_OR_DATA_DIR",

@@ -10,6 +10,8 @@ OUTPUT/class_names.txt         one class name per line, line i = class index i (
 
 The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transform) is what
 `serving_default` runs on each image; `predict_images` and the frozen graph expect its output.
+`serving_default` decodes the bytes in the graph, where EXIF orientation cannot be applied: callers
+send upright pixels (e.g. `PIL.ImageOps.exif_transpose` before encoding), as `zoo-run predict` does.
 Grouped convolutions are exported as block-diagonal dense kernels (they run on any device; the
 `native` grouped op needs a GPU) unless the hparams force another implementation.
 """
