@@ -37,8 +37,9 @@ setup(
         "stevedore==3.5.2",
         "pyyaml",
         "numpy",
+        "pillow",   # EXIF orientation, TIFF and WebP of users' image files (registry/data/images.py)
     ],
-    extras_require={"test": ["pytest", "pillow"]},
+    extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": ["zoo-run = registry.cli:main"],
         "modelzoo.models": [
