@@ -160,6 +160,7 @@ def cmd_eval(args):
     settings = _device_settings(args)
     for note in settings.launch.notes:
         print(note)
+    runner.check_data(params, data_path, print, epoch_size=False)
     trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
     with without_tf_config():                                                 # comes from its replicas
         record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,

@@ -22,10 +22,33 @@ def cmd_build(args):
     return 0 if result.written else 1
 
 
+CHECK_EPILOG = """examples:
+  zoo-run data check ~/flowers-tfrecord                       # bounds from DIR/labels.txt when it exists
+  zoo-run data check ~/imagenet-tfrecord --num_classes 1000 --label_offset 1 --workers 8
+
+Reads every record once: a tf.train.Example with image/encoded bytes that TensorFlow decodes and an
+image/class/label inside label_offset..label_offset+num_classes-1. Every problem is printed with its shard,
+record index and image/filename; the summary gives the label range seen and the label_offset / num_classes
+it implies. Exit status 1 when a problem was found."""
+
+
+def cmd_check(args):
+    from registry.cli import _quiet_tensorflow
+    from registry.data import check, tfrecord
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF's own log of each broken JPEG: the check names them
+    _quiet_tensorflow()
+    paths.require_dir(args.data_dir, "data dir")
+    splits = [args.split] if args.split else list(tfrecord.SPLITS)
+    problems = check.check(args.data_dir, splits, num_classes=args.num_classes, label_offset=args.label_offset,
+                           workers=args.workers)
+    return 1 if problems else 0
+
+
 def register(subparsers):
     import argparse
-    data = subparsers.add_parser("data", help="build TF-slim TFRecords from an image folder",
-                                 description="Dataset tools: convert image folders to TF-slim TFRecords.")
+    data = subparsers.add_parser("data", help="build TF-slim TFRecords from an image folder, check a data set",
+                                 description="Dataset tools: convert image folders to TF-slim TFRecords (build), "
+                                             "find every bad record of a TFRecord data set (check).")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     sub.required = True
     p = sub.add_parser("build", help="image folder -> TF-slim TFRecords (OUT/<split>-NNNNN-of-MMMMM)",
@@ -46,3 +69,18 @@ def register(subparsers):
                    help="parallel processes (default: number of cores, at most 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle of files across shards (default 0)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("check", help="decode every record of a TFRecord data set, naming each bad one",
+                       description="Checks every record of DIR's splits (TF-slim TFRecords, as `zoo-run train` "
+                                   "reads them) and names each bad one by shard, record and image/filename.",
+                       epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_dir", type=paths.expand, help="directory of TFRecords (train-*-of-*, validation-*-of-*, "
+                                                        "or TF-slim dataset-converter names)")
+    p.add_argument("--split", choices=["train", "validation"], help="one split only (default: both)")
+    p.add_argument("--num_classes", type=int, help="labels must lie in label_offset..label_offset+num_classes-1 "
+                                                  "(default: the classes of DIR/labels.txt; else any label >= 0)")
+    p.add_argument("--label_offset", type=int, help="the label of class 0 (default: 0 when DIR/labels.txt numbers "
+                                                   "a class 0, else 1)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="parallel processes, one file each (default: number of cores, at most 8)")
+    p.set_defaults(func=cmd_check)

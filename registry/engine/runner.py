@@ -12,8 +12,7 @@ import time
 
 import tensorflow as tf
 
-from registry.data import builder
-from registry.data.tfrecord import LABELS_FILENAME
+from registry.data import builder, tfrecord
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
 from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
 from registry.engine.model_fn import build_model_fn
@@ -27,28 +26,62 @@ class TrainingDivergedError(ZooError):
     pass
 
 
+_IMAGE_ERROR = re.compile(r"JPEG|PNG|GIF|BMP|[Dd]ecode|image file format")
+
+
+def _label_range(hparams):
+    if hparams and "num_classes" in hparams:
+        offset = int(hparams.get("label_offset", 0))
+        return offset, offset + int(hparams["num_classes"]) - 1
+    return None
+
+
+def _where(data_path, split, hparams, what):
+    """'record N of FILE (image/filename X): problem', found by `registry.data.check.locate`, or None."""
+    from registry.data import check
+    try:
+        files = tfrecord.list_split_files(data_path, split)
+    except DataError:
+        return None
+    problem = check.locate(files, _label_range(hparams), what, seconds=LOCATE_SECONDS)
+    return check.describe(problem) if problem else None
+
+
+LOCATE_SECONDS = 60.0
+DATA_CHECK_HINT = "`zoo-run data check %s` lists every bad record in one pass"
+
+
 @contextlib.contextmanager
-def data_errors():
-    """Turns the input pipeline's run-time checks (bad label, empty or corrupt image) into DataErrors."""
+def data_errors(data_path=None, split="train", hparams=None):
+    """Turns the input pipeline's run-time failures (bad label, empty or undecodable image, corrupt file) into
+    DataErrors that name the shard and the record (searched for in `data_path`'s `split` files, which
+    TensorFlow's error does not name), without TensorFlow's graph internals."""
     try:
         yield
-    except tf.errors.InvalidArgumentError as err:
-        message = str(err.message).split("\n")[0]
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        from registry.data.check import clean_tf_message
+        message = clean_tf_message(err.message)
+        hint = DATA_CHECK_HINT % (data_path or "DATA")
         if "assertion failed:" in message and "Fix:" in message:
-            text = message.split("assertion failed:", 1)[1]
-            raise DataError(re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", text).strip())
-        if "JPEG" in message or "decode" in message.lower():
-            raise DataError("an image in the data could not be decoded (%s). Fix: rebuild the TFRecords with "
-                            "`zoo-run data build`, which checks every image and skips broken ones." % message)
+            text = re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", message.split("assertion failed:", 1)[1]).strip()
+            where = _where(data_path, split, hparams, "labels" if "label" in text.split(":")[0] else "records")
+            raise DataError(text + (" It is %s." % where if where else "") + " " + hint + ".")
+        if isinstance(err, tf.errors.DataLossError) or _IMAGE_ERROR.search(message):
+            where = _where(data_path, split, hparams, "records")
+            raise DataError(
+                "%s. Fix: rebuild the TFRecords from the images with `zoo-run data build`, which checks every image "
+                "and skips broken ones (or remove that record); %s." % (
+                    "bad data: " + where if where else "an image or record in the data could not be read (%s); "
+                    "the search for it found no bad record within %.0f s" % (message, LOCATE_SECONDS), hint))
         raise
 
 
 @contextlib.contextmanager
-def training_errors(model_dir):
-    """data_errors(), plus clear errors for a NaN loss and for a model dir whose checkpoint does not fit
-    the graph being trained (another network, num_classes or precision mode)."""
+def training_errors(model_dir, data_path=None, hparams=None):
+    """data_errors() of the train split, plus clear errors for a NaN loss and for a model dir whose checkpoint
+    does not fit the graph being trained (another network, num_classes or precision mode)."""
     try:
-        with data_errors():
+        with data_errors(data_path, "train", hparams):
             yield
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
         last = tf1.train.latest_checkpoint(model_dir)
@@ -115,7 +148,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     start = time.time()
-    with data_errors():
+    with data_errors(data_path, "validation", hparams):
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
                                      checkpoint_path=checkpoint)
     seconds = time.time() - start
@@ -199,7 +232,7 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     started, record, segment_start = time.time(), None, start_step
     targets = _eval_steps(plan, start_step, None if skip_eval else eval_every_epochs, last_step, settings)
     for target in targets:
-        with training_errors(model_dir):
+        with training_errors(model_dir, None if synthetic else data_path, hparams):
             estimator.train(_input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, segment_start), data_path,
                                       synthetic, settings), max_steps=target)
         segment_start = target
@@ -224,6 +257,31 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     return record
 
 
+def check_data(hparams, data_path, log, epoch_size=True):
+    """Start-of-run checks of the data in `data_path` against `hparams`: notes on file names read by TF-slim's
+    converter patterns, on num_classes / num_train_images that differ from what the data lists, and a
+    DataError when the data's labels are 0-based but label_offset is not 0."""
+    if not data_path:
+        return
+    if epoch_size:
+        check_epoch_size(hparams, data_path, log)
+    for split in tfrecord.SPLITS:
+        try:
+            note = tfrecord.find_split_files(data_path, split)[1]
+        except DataError:
+            continue
+        if note:
+            log("note: " + note)
+    offset, why = tfrecord.implied_label_offset(data_path)
+    if offset == 0 and "label_offset" in hparams and hparams["label_offset"] != 0:
+        raise DataError("%s, so the records' labels are 0-based: label_offset=0; this run has label_offset=%d. Pass "
+                        "--set label_offset=0" % (why, hparams["label_offset"]))
+    known = tfrecord.read_labels_file(data_path)
+    if known and "num_classes" in hparams and len(known) != hparams["num_classes"]:
+        log("note: %s lists %d classes; num_classes is %d (--set num_classes=%d gives the model the data's classes)"
+            % (os.path.join(data_path, tfrecord.LABELS_FILENAME), len(known), hparams["num_classes"], len(known)))
+
+
 def check_epoch_size(hparams, data_path, log):
     """Notes a num_train_images that differs from what `zoo-run data build` wrote: epochs, the learning
     rate schedule and the ETA all count in num_train_images."""
@@ -236,14 +294,14 @@ def check_epoch_size(hparams, data_path, log):
 
 
 def _prepare_model_dir(model_dir, hparams, data_path, log):
-    check_epoch_size(hparams, data_path, log)
+    check_data(hparams, data_path, log)
     if not tf1.gfile.IsDirectory(model_dir):
         tf1.gfile.MakeDirs(model_dir)
     _check_hparams_change(model_dir, hparams, log)
     results.write_hparams(model_dir, hparams)
-    labels = os.path.join(data_path or "", LABELS_FILENAME)
+    labels = os.path.join(data_path or "", tfrecord.LABELS_FILENAME)
     if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
-        shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
+        shutil.copyfile(labels, os.path.join(model_dir, tfrecord.LABELS_FILENAME))
 
 
 def _silent(*args):
@@ -307,7 +365,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     eval_spec = tf.estimator.EvalSpec(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False), steps=None)
     started = time.time()
     try:
-        with training_errors(model_dir):
+        with training_errors(model_dir, None if synthetic else data_path, hparams):
             tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     finally:
         watchdog.cancel()
@@ -318,7 +376,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
     record = None
     if evaluator is not None:
-        with data_errors():
+        with data_errors(data_path, "validation", hparams):
             records = evaluator.finish()
             record = records[-1] if records and records[-1]["global_step"] == final_step else \
                 evaluate_checkpoint()   # e.g. a rerun of a finished run
