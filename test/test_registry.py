@@ -154,7 +154,7 @@ def test_hparams_layering_and_typing(tmp_path):
     (["batch_size=1.5"], "must be a int like 32, got 1.5"),
     (["learning_rate=fast"], "hparam 'learning_rate' (from --set): could not convert string to float"),
     (["random_flip=maybe"], "not a boolean: 'maybe'"),
-    (["epochs"], "--set expects key=value, got 'epochs'"),
+    (["epochs"], "--set expects key=value pairs, got 'epochs'"),
 ])
 def test_hparam_errors_name_the_problem(set_args, message):
     with pytest.raises(hp.HParamsError) as err:
