@@ -222,7 +222,8 @@ def add_device_arguments(parser):
                        help="NPU steps per device loop; checkpoint and eval steps are rounded up to multiples")
     group.add_argument("--over_dump", action="store_true", help="NPU: dump overflowing operators (debug)")
     group.add_argument("--dump_path", type=paths.expand, help="NPU: where data or overflow dumps are written")
-    group.add_argument("--profiling", type=paths.expand, metavar="DIR", help="NPU: write a training-trace profile to DIR")
+    group.add_argument("--profiling", type=paths.expand, metavar="DIR",
+                       help="NPU: write a training-trace profile to DIR")
 
 
 def add_hparam_arguments(parser, preset=True):
@@ -266,8 +267,10 @@ def build_parser():
                        epilog="Without --data_path it trains on the bundled demo data with the model's "
                               "'demo' preset.", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("--data_path", type=paths.expand, help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
-    p.add_argument("--model_dir", type=paths.expand, help="checkpoints, hparams.json, eval results (default: runs/NAME)")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
+    p.add_argument("--model_dir", type=paths.expand,
+                   help="checkpoints, hparams.json, eval results (default: runs/NAME)")
     p.add_argument("--warm_start_from", type=paths.expand, metavar="CKPT",
                    help="initialise from a checkpoint (prefix or model dir); variables whose shape "
                         "differs, e.g. the classifier for another num_classes, are skipped")
@@ -295,8 +298,10 @@ def build_parser():
                                    "writes eval_results.json in the model dir.")
     p.add_argument("name", help="registered model name")
     p.add_argument("--model_dir", type=paths.expand, required=True, help="the training run's directory")
-    p.add_argument("--data_path", type=paths.expand, help="directory of TF-slim TFRecords (default: the bundled demo data)")
-    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="directory of TF-slim TFRecords (default: the bundled demo data)")
+    p.add_argument("--checkpoint", type=paths.expand,
+                   help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
     add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
@@ -306,7 +311,8 @@ def build_parser():
                                    "after a warm-up, in windows; reports the median window's images/sec and "
                                    "step time, parameters, MACs and peak memory, as ModelZoo lines and JSON.")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--data_path", type=paths.expand, help="TF-slim TFRecords to read (default: synthetic in-memory data)")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="TF-slim TFRecords to read (default: synthetic in-memory data)")
     p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
     p.add_argument("--mode", choices=["train", "infer", "both"], default="both")
     p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam)")

@@ -132,7 +132,7 @@ def recorded_run(tmp_path_factory):
     return model_dir, _flowers(root / "flowers")
 
 
-# ------------------------------------------------------------------ 1. EXIF orientation# ------------------------------------------------------------------ 1. EXIF orientation
+# ------------------------------------------------------------------ 1. EXIF orientation
 
 def test_1_predict_reads_every_exif_orientation_as_a_viewer_shows_it(recorded_run, tmp_path):
     upright = _digit_six()
@@ -508,8 +508,9 @@ def test_10_records_named_by_tf_slim_converters_are_found_and_their_label_offset
     data = _flowers(tmp_path / "flowers")
     assert [os.path.basename(f) for f in tfrecord.list_split_files(str(data), "train")] == [
         "flowers_train_00000-of-00002.tfrecord", "flowers_train_00001-of-00002.tfrecord"]
-    assert tfrecord.find_split_files(str(data), "train")[1] == ("train: 2 file(s) *_train_*-of-*.tfrecord, named as TF-slim's dataset converters name them; "
-                    "their labels are 0-based (label_offset=0)")
+    assert tfrecord.find_split_files(str(data), "train")[1] == (
+        "train: 2 file(s) *_train_*-of-*.tfrecord, named as TF-slim's dataset converters name them; "
+        "their labels are 0-based (label_offset=0)")
     cifar = tmp_path / "cifar"
     cifar.mkdir()
     for name in ("cifar10_train.tfrecord", "cifar10_test.tfrecord"):          # TF-slim's cifar10 / mnist names

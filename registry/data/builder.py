@@ -61,6 +61,14 @@ def _is_candidate(path):
     return images.extension(path) in IMAGE_EXTENSIONS or images.sniff_file(path) is not None
 
 
+def _folder(path, reason):
+    return Ignored(path + os.sep, reason, sum(len(files) for _, _, files in os.walk(path)))
+
+
+def _hidden(path):
+    return _folder(path, "hidden folder") if os.path.isdir(path) else Ignored(path, "hidden file", 1)
+
+
 def _scan(folder, recursive):
     """(sorted candidate image paths, [Ignored]) of the files in `folder` (and below it when `recursive`)."""
     candidates, ignored, seen = [], [], set()
@@ -71,15 +79,15 @@ def _scan(folder, recursive):
             continue
         seen.add(real)
         for d in sorted(dirs):
-            if d.startswith(".") or not recursive:
-                count = sum(len(f) for _, _, f in os.walk(os.path.join(root, d)))
-                ignored.append(Ignored(os.path.join(root, d) + os.sep, "hidden folder" if d.startswith(".") else
-                                       "a sub-folder of a flat SRC", count))
+            if d.startswith("."):
+                ignored.append(_hidden(os.path.join(root, d)))
+            elif not recursive:
+                ignored.append(_folder(os.path.join(root, d), "a sub-folder of a flat SRC"))
         dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
         for name in sorted(files):
             path = os.path.join(root, name)
             if name.startswith("."):
-                ignored.append(Ignored(path, "hidden file", 1))
+                ignored.append(_hidden(path))
             elif _is_candidate(path):
                 candidates.append(path)
             else:
@@ -97,9 +105,7 @@ def list_class_folders(src):
     for name in names:
         path = os.path.join(src, name)
         if name.startswith("."):
-            files = sum(len(f) for _, _, f in os.walk(path)) if os.path.isdir(path) else 1
-            ignored.append(Ignored(path + (os.sep if os.path.isdir(path) else ""),
-                                   "hidden folder" if os.path.isdir(path) else "hidden file", files))
+            ignored.append(_hidden(path))
         elif name not in classes:
             ignored.append(Ignored(path, "not in a class folder (the layout is SRC/<class>/<image>)", 1))
     for synset in classes:
@@ -124,8 +130,9 @@ def list_flat_with_labels(src, labels_file):
     lines = read_label_lines(labels_file)
     if not lines:
         raise DataError("labels file %s is empty; it needs one class per image" % labels_file)
-    candidates, ignored = _scan(src, recursive=False)
-    if "," in lines[0]:
+    listed = "," in lines[0]                            # filename,label CSV (file names may have folders)
+    candidates, ignored = _scan(src, recursive=listed)
+    if listed:
         rows = list(csv.reader(lines))
         if [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
             rows = rows[1:]
@@ -138,9 +145,10 @@ def list_flat_with_labels(src, labels_file):
                 raise DataError("labels file %s lists %s, which is not in %s; fix the file name or remove the row"
                                 % (labels_file, row[0].strip(), src))
             entries.append(Entry(path, row[1].strip()))
-        listed = set(e.path for e in entries)
+        in_file = set(os.path.normpath(e.path) for e in entries)
+        ignored = [i for i in ignored if os.path.normpath(i.path) not in in_file]
         ignored += [Ignored(p, "not listed in the labels file %s" % labels_file, 1) for p in candidates
-                    if p not in listed]
+                    if os.path.normpath(p) not in in_file]
         return Listing(entries, ignored, sorted(set(e.synset for e in entries)))
     if len(candidates) != len(lines):
         raise DataError("labels file %s has %d lines but %s holds %d images; it needs exactly one class per "

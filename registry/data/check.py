@@ -156,6 +156,16 @@ def locate(files, label_range, what="records", seconds=60.0):
     return None
 
 
+def find_bad_record(data_path, split, label_range, what="records", seconds=60.0):
+    """describe() of the first bad record of `split` in `data_path` (see `locate`), or None."""
+    try:
+        files = tfrecord.list_split_files(data_path, split)
+    except DataError:
+        return None
+    problem = locate(files, label_range, what, seconds)
+    return describe(problem) if problem else None
+
+
 _worker_decoder = None
 
 
@@ -190,17 +200,18 @@ def implied_labels(labels):
 
 def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None, workers=1, log=print):
     """Checks every record of each split in `data_path`; prints every problem and a summary; returns the
-    number of problems. `num_classes` / `label_offset` (default: from DATA/labels.txt when it exists)
-    bound the labels; without them any label >= 0 is accepted and the range seen is reported."""
+    number of problems. Labels must lie in label_offset..label_offset+num_classes-1; by default
+    `label_offset` is what the data implies (`tfrecord.implied_label_offset`, else 1) and `num_classes` the
+    classes of DATA/labels.txt; with neither, any label >= 0 is accepted and the range seen is reported."""
     known = tfrecord.read_labels_file(data_path)
-    if label_offset is None and known:
-        label_offset = 0 if 0 in known else 1
     if num_classes is None and known:
         num_classes = len(known)
     label_range = None
-    if num_classes is not None:
-        label_offset = 1 if label_offset is None else label_offset
-        label_range = (label_offset, label_offset + num_classes - 1)
+    if num_classes is not None or label_offset is not None:
+        if label_offset is None:
+            label_offset = tfrecord.implied_label_offset(data_path)[0]
+            label_offset = 1 if label_offset is None else label_offset
+        label_range = (label_offset, label_offset + num_classes - 1 if num_classes is not None else 2 ** 62)
     total_problems, seen = 0, collections.Counter()
     for split in splits:
         try:
@@ -230,6 +241,7 @@ def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None
         offset, classes = implied_labels(seen)
         log("labels: %d..%d, %d distinct; they imply label_offset=%d, num_classes=%d (--set label_offset=%d "
             "num_classes=%d)%s" % (min(seen), max(seen), len(seen), offset, classes, offset, classes,
-                                   "; checked against %d..%d" % label_range if label_range else ""))
+                                   "; checked against %d..%s" % (label_range[0], label_range[1] if num_classes is not None else "")
+            if label_range else ""))
     log("%s: %d problem(s)" % (data_path, total_problems))
     return total_problems

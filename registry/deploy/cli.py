@@ -106,7 +106,8 @@ def register(subparsers):
         epilog="example:\n  zoo-run import-weights shufflenetv1_g3 --from ShuffleNetV1-1.0x-g3.pth.tar "
                "--model_dir runs/g3-megvii")
     p.add_argument("name", help="registered model name of the checkpoint's variant, e.g. shufflenetv1_g3")
-    p.add_argument("--from", dest="source", required=True, type=paths.expand, metavar="FILE", help="the PyTorch checkpoint")
+    p.add_argument("--from", dest="source", required=True, type=paths.expand, metavar="FILE",
+                   help="the PyTorch checkpoint")
     p.add_argument("--model_dir", required=True, type=paths.expand, help="a new directory for the TF checkpoint")
     p.add_argument("--key", help="the checkpoint entry holding the weights, e.g. model_ema (default: the first of "
                                  "state_dict, model, model_state, model_state_dict, ... that holds tensors)")

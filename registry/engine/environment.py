@@ -50,7 +50,8 @@ def cluster_from_env(environ=None):
     extra = sorted(set(config["cluster"]) - {"worker"})
     if extra or task.get("type") != "worker":
         raise ZooError("TF_CONFIG: this runner uses only 'worker' tasks (worker 0 is the chief and evaluates after "
-                       "training); got cluster jobs %s and task type %r" % (sorted(config["cluster"]), task.get("type")))
+                       "training); got cluster jobs %s and task type %r"
+                       % (sorted(config["cluster"]), task.get("type")))
     if not 0 <= index < len(workers):
         raise ZooError("TF_CONFIG task index %d is outside the %d workers of the cluster" % (index, len(workers)))
     return Cluster(workers, index) if len(workers) > 1 else None

@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from registry.data import builder, tfrecord
+from registry.data import builder, check, tfrecord
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
 from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
 from registry.engine.model_fn import build_model_fn
@@ -26,6 +26,7 @@ class TrainingDivergedError(ZooError):
     pass
 
 
+LOCATE_SECONDS = 60.0   # how long a data error may search for the record it comes from
 _IMAGE_ERROR = re.compile(r"JPEG|PNG|GIF|BMP|[Dd]ecode|image file format")
 
 
@@ -36,21 +37,6 @@ def _label_range(hparams):
     return None
 
 
-def _where(data_path, split, hparams, what):
-    """'record N of FILE (image/filename X): problem', found by `registry.data.check.locate`, or None."""
-    from registry.data import check
-    try:
-        files = tfrecord.list_split_files(data_path, split)
-    except DataError:
-        return None
-    problem = check.locate(files, _label_range(hparams), what, seconds=LOCATE_SECONDS)
-    return check.describe(problem) if problem else None
-
-
-LOCATE_SECONDS = 60.0
-DATA_CHECK_HINT = "`zoo-run data check %s` lists every bad record in one pass"
-
-
 @contextlib.contextmanager
 def data_errors(data_path=None, split="train", hparams=None):
     """Turns the input pipeline's run-time failures (bad label, empty or undecodable image, corrupt file) into
@@ -59,15 +45,15 @@ def data_errors(data_path=None, split="train", hparams=None):
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
-        from registry.data.check import clean_tf_message
-        message = clean_tf_message(err.message)
-        hint = DATA_CHECK_HINT % (data_path or "DATA")
+        message = check.clean_tf_message(err.message)
+        hint = "`zoo-run data check %s` lists every bad record in one pass" % (data_path or "DATA")
         if "assertion failed:" in message and "Fix:" in message:
             text = re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", message.split("assertion failed:", 1)[1]).strip()
-            where = _where(data_path, split, hparams, "labels" if "label" in text.split(":")[0] else "records")
+            where = check.find_bad_record(data_path, split, _label_range(hparams), "labels" if "label" in
+                                          text.split(":")[0] else "records", LOCATE_SECONDS)
             raise DataError(text + (" It is %s." % where if where else "") + " " + hint + ".")
         if isinstance(err, tf.errors.DataLossError) or _IMAGE_ERROR.search(message):
-            where = _where(data_path, split, hparams, "records")
+            where = check.find_bad_record(data_path, split, _label_range(hparams), "records", LOCATE_SECONDS)
             raise DataError(
                 "%s. Fix: rebuild the TFRecords from the images with `zoo-run data build`, which checks every image "
                 "and skips broken ones (or remove that record); %s." % (
