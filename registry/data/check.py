@@ -173,6 +173,8 @@ def _check_in_worker(args):
     global _worker_decoder
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _worker_decoder is None:
+        import tensorflow as tf
+        tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
         _worker_decoder = Decoder()
     return check_file(args[0], args[1], _worker_decoder)
 
