@@ -125,13 +125,8 @@ def cmd_train(args):
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     if args.workers > 1:
-        if os.environ.get("TF_CONFIG"):
-            raise ZooError("--workers starts local workers with their own TF_CONFIG; unset TF_CONFIG, or drop "
-                           "--workers and start each worker of the TF_CONFIG cluster yourself")
-        if args.device == "npu":
-            raise ZooError("--workers is for CPU/GPU; on Ascend use the RANK_SIZE/RANK_TABLE_FILE launch "
-                           "(test/train_full_8p.sh)")
-        from registry.engine import launcher
+        from registry.engine import environment, launcher
+        environment.check_local_launch(args.device)
         argv = sys.argv[1:] if args.argv is None else args.argv
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir)

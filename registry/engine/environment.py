@@ -61,6 +61,18 @@ def make_tf_config(workers, index):
     return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
 
 
+def check_local_launch(device, environ=None):
+    """Raises a ZooError when `zoo-run train --workers N` (local workers, each with its own TF_CONFIG) cannot
+    start: TF_CONFIG already set, or the NPU (which has its own launch)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("TF_CONFIG"):
+        raise ZooError("--workers starts local workers with their own TF_CONFIG; unset TF_CONFIG, or drop "
+                       "--workers and start each worker of the TF_CONFIG cluster yourself")
+    if device == "npu":
+        raise ZooError("--workers is for CPU/GPU; on Ascend use the RANK_SIZE/RANK_TABLE_FILE launch "
+                       "(test/train_full_8p.sh)")
+
+
 def _ranks(environ):
     size, rank = environ.get("RANK_SIZE", "").strip() or "1", environ.get("RANK_ID", "").strip() or "0"
     try:
