@@ -13,6 +13,7 @@ EPILOG = """examples:
   zoo-run train shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
   zoo-run eval  shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
   zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train
+  zoo-run data check ~/imagenet-tfrecord             # every record decoded once, each bad one named
 
 Networks are plugins: any installed distribution that publishes an object in the
 'modelzoo.models' entry-point group is listed and run the same way."""
