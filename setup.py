@@ -56,9 +56,10 @@ setup(
         "stevedore>=3.5.2; python_version >= '3.9'",
         "pyyaml",
         "numpy",
+        "pillow",   # EXIF orientation, TIFF and WebP of users' image files (registry/data/images.py)
     ],
     extras_require={
-        "test": ["pytest", "pillow"] + ONNX,
+        "test": ["pytest"] + ONNX,
         "onnx": ONNX,
         # NVIDIA GPUs on lane tf2: TF 2.15 with its CUDA 12 / cuDNN 8.9 wheels
         "gpu": ["tensorflow[and-cuda]==2.15.1; python_version >= '3.9'"],

@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from registry import discovery, hparams as hp, spec
+from registry import discovery, hparams as hp, paths, spec
 from registry.errors import ZooError
 
 EPILOG = """examples:
@@ -13,6 +13,7 @@ EPILOG = """examples:
   zoo-run train shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
   zoo-run eval  shufflenetv1_g3 --data_path /data/imagenet-tfrecord --model_dir runs/g3
   zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train
+  zoo-run data check ~/imagenet-tfrecord             # every record decoded once, each bad one named
 
 Networks are plugins: any installed distribution that publishes an object in the
 'modelzoo.models' entry-point group is listed and run the same way."""
@@ -38,20 +39,24 @@ def cmd_list(args):
         print("No network is registered in the %r entry-point group; install a plugin "
               "(e.g. `pip install .` in this repository)." % spec.ENTRY_POINT_GROUP)
         return 1
-    rows = [("NAME", "DESCRIPTION", "LEVEL")]
+    rows = [("NAME", "DESCRIPTION", "LEVEL", False)]
     for p in plugins:
-        if p.broken:
-            rows.append((p.name, "BROKEN (%s): %s" % (p.target, p.error), ""))
+        if p.clash:
+            rows.append((p.name, "CLASH: %s" % p.error, "", True))
+        elif p.broken:
+            rows.append((p.name, "BROKEN (%s): %s" % (p.target, p.error), "", True))
         else:
-            rows.append((p.name, p.obj.metadata["description"], _level_text(p.obj.level)))
-    widths = [max(len(r[i]) for r in rows if not r[1].startswith("BROKEN")) for i in range(2)]
-    for row in rows:
-        if row[1].startswith("BROKEN"):
-            print("%-*s  %s" % (widths[0], row[0], row[1]))
+            rows.append((p.name, p.obj.metadata["description"], _level_text(p.obj.level), False))
+    widths = [max(len(r[i]) for r in rows if not r[3]) for i in range(2)]
+    for name, description, level, unusable in rows:
+        if unusable:
+            print("%-*s  %s" % (widths[0], name, description))
         else:
-            print("%-*s  %-*s  %s" % (widths[0], row[0], widths[1], row[1], row[2]))
-    broken = sum(p.broken for p in plugins)
-    print("\n%d network(s) registered%s." % (len(plugins), ", %d broken" % broken if broken else ""))
+            print("%-*s  %-*s  %s" % (widths[0], name, widths[1], description, level))
+    clashes = sum(p.clash for p in plugins)
+    broken = sum(p.broken for p in plugins) - clashes
+    problems = ["%d broken" % broken] * bool(broken) + ["%d name clash(es)" % clashes] * bool(clashes)
+    print("\n%d network(s) registered%s." % (len(plugins), "".join(", " + text for text in problems)))
     return 0
 
 
@@ -117,20 +122,15 @@ def _resolve_run(args, saved=None):
 def _device_settings(args):
     from registry.engine import devices
     return devices.resolve(args.device, args.precision_mode, args.iterations_per_loop, args.dump_path,
-                           args.over_dump, args.profiling)
+                           args.over_dump, args.profiling, command=args.command)
 
 
 def cmd_train(args):
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     if args.workers > 1:
-        if os.environ.get("TF_CONFIG"):
-            raise ZooError("--workers starts local workers with their own TF_CONFIG; unset TF_CONFIG, or drop "
-                           "--workers and start each worker of the TF_CONFIG cluster yourself")
-        if args.device == "npu":
-            raise ZooError("--workers is for CPU/GPU; on Ascend use the RANK_SIZE/RANK_TABLE_FILE launch "
-                           "(test/train_full_8p.sh)")
-        from registry.engine import launcher
+        from registry.engine import environment, launcher
+        environment.check_local_launch(args.device)
         argv = sys.argv[1:] if args.argv is None else args.argv
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir)
@@ -141,24 +141,29 @@ def cmd_train(args):
                  synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
                  skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
                  startup_timeout=args.startup_timeout)
-    if distribute.cluster_from_env():
+    if settings.launch.cluster:
         distribute.exit_worker(0)
     return 0
 
 
 def cmd_eval(args):
     from registry.engine import results
-    if not os.path.isdir(args.model_dir):
-        raise ZooError("model dir %s does not exist" % args.model_dir)
+    paths.require_dir(args.model_dir, "model dir")
     saved = results.read_json(args.model_dir, results.HPARAMS_FILE) or {}
     model, params, data_path = _resolve_run(args, saved=saved)
     _quiet_tensorflow()
     from registry.engine import runner
     from registry.engine.warm_start import resolve_checkpoint
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # its replicas set the epoch
-    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
-                             settings=_device_settings(args), replicas=trained.get("replicas"))
+    from registry.engine.distribute import without_tf_config
+    settings = _device_settings(args)
+    for note in settings.launch.notes:
+        print(note)
+    runner.check_data(params, data_path, print, epoch_size=False)
+    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
+    with without_tf_config():                                                 # comes from its replicas
+        record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
+                                 settings=settings, replicas=trained.get("replicas"))
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 
@@ -175,7 +180,10 @@ def cmd_perf(args):
     mode = args.mode or ("infer" if deployed or args.latency else "both")
     modes = ["train", "infer"] if mode == "both" else [mode]
     _quiet_tensorflow()
-    from registry.engine import perf
+    from registry.engine import devices, environment, perf
+    from registry.engine.distribute import without_tf_config
+    for note in environment.read("gpu" if devices.gpu_available() else "cpu", "perf").notes:
+        print(note)
     saved, fixed = None, None
     if deployed:
         saved, fixed = perf.artifact(args.export_dir, args.runtime)[1:]
@@ -191,8 +199,9 @@ def cmd_perf(args):
     print("%s: batch %d, %dx%d, %s data, inference in %s" % (
         args.name, params["batch_size"], params["image_size"], params["image_size"],
         "synthetic" if synthetic else args.data_path, args.runtime))
-    report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
-                      runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
+    with without_tf_config():
+        report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
+                          runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
     report["network"] = args.name
     print("params %s  MACs %.1f M  peak memory %.0f MB  device %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"]))
@@ -227,16 +236,21 @@ def add_device_arguments(parser):
     group.add_argument("--iterations_per_loop", type=int, default=1,
                        help="NPU steps per device loop; checkpoint and eval steps are rounded up to multiples")
     group.add_argument("--over_dump", action="store_true", help="NPU: dump overflowing operators (debug)")
-    group.add_argument("--dump_path", help="NPU: where data or overflow dumps are written")
-    group.add_argument("--profiling", metavar="DIR", help="NPU: write a training-trace profile to DIR")
+    group.add_argument("--dump_path", type=paths.expand, help="NPU: where data or overflow dumps are written")
+    group.add_argument("--profiling", type=paths.expand, metavar="DIR",
+                       help="NPU: write a training-trace profile to DIR")
 
 
 def add_hparam_arguments(parser, preset=True):
     if preset:
         parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of hparam overrides")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                        help="override one hparam (repeatable), typed like its default")
+    parser.add_argument("--config", type=paths.expand, metavar="FILE.yaml", help="YAML file of hparam overrides")
+    set_argument(parser, "override hparams, typed like their defaults: --set a=1 b=2, or --set a=1 --set b=2")
+
+
+def set_argument(parser, help_text):
+    """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable (a list of lists; hparams.parse_set_args flattens it)."""
+    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", default=[], help=help_text)
 
 
 def build_parser():
@@ -268,9 +282,11 @@ def build_parser():
                        epilog="Without --data_path it trains on the bundled demo data with the model's "
                               "'demo' preset.", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("--data_path", help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
-    p.add_argument("--model_dir", help="checkpoints, hparams.json, eval results (default: runs/NAME)")
-    p.add_argument("--warm_start_from", metavar="CKPT",
+    p.add_argument("--data_path", type=paths.expand,
+                   help="directory of TF-slim TFRecords (train-*-of-*, validation-*-of-*)")
+    p.add_argument("--model_dir", type=paths.expand,
+                   help="checkpoints, hparams.json, eval results (default: runs/NAME)")
+    p.add_argument("--warm_start_from", type=paths.expand, metavar="CKPT",
                    help="initialise from a checkpoint (prefix or model dir); variables whose shape "
                         "differs, e.g. the classifier for another num_classes, are skipped")
     p.add_argument("--eval_every_epochs", type=float, default=None,
@@ -296,9 +312,11 @@ def build_parser():
                                    "hparams saved there, over every image of the validation split, and "
                                    "writes eval_results.json in the model dir.")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--model_dir", required=True, help="the training run's directory")
-    p.add_argument("--data_path", help="directory of TF-slim TFRecords (default: the bundled demo data)")
-    p.add_argument("--checkpoint", help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
+    p.add_argument("--model_dir", type=paths.expand, required=True, help="the training run's directory")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="directory of TF-slim TFRecords (default: the bundled demo data)")
+    p.add_argument("--checkpoint", type=paths.expand,
+                   help="a checkpoint prefix, e.g. MODEL_DIR/model.ckpt-1000 (default: latest)")
     add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
@@ -311,7 +329,8 @@ def build_parser():
                                    "ModelZoo lines and JSON (with timm's benchmark.py keys too). --latency: batch 1, "
                                    "p50/p90 of %d single-image runs." % LATENCY_STEPS)
     p.add_argument("name", help="registered model name")
-    p.add_argument("--data_path", help="TF-slim TFRecords to read (default: synthetic in-memory data)")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="TF-slim TFRecords to read (default: synthetic in-memory data)")
     p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
     p.add_argument("--mode", choices=["train", "infer", "both"],
                    help="default: both; infer with --export_dir or --latency")
@@ -327,7 +346,7 @@ def build_parser():
     p.add_argument("--steps", type=int, help="timed steps, split into 5 windows (default 30; --latency %d)"
                                              % LATENCY_STEPS)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--json", type=paths.expand, metavar="PATH", help="write the report as JSON")
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_perf)
 
@@ -335,10 +354,10 @@ def build_parser():
                        description="Reads MODEL_DIR/run_summary.json (written by `zoo-run train`) and prints "
                                    "the Ascend ModelZoo closing lines, writing OUTPUT_DIR/${CaseName}.log.")
     p.add_argument("name", help="registered model name (the Network field)")
-    p.add_argument("--model_dir", required=True)
+    p.add_argument("--model_dir", type=paths.expand, required=True)
     p.add_argument("--kind", choices=["acc", "perf"], default="acc", help="the CaseName suffix")
     p.add_argument("--e2e_seconds", type=float, required=True, help="wall time of the whole script")
-    p.add_argument("--output_dir", required=True, help="where ${CaseName}.log is written")
+    p.add_argument("--output_dir", type=paths.expand, required=True, help="where ${CaseName}.log is written")
     p.set_defaults(func=cmd_modelzoo_report)
 
     from registry.data import cli as data_cli

@@ -72,13 +72,17 @@ def apply_overrides(hparams, overrides, source):
 
 
 def parse_set_args(pairs):
-    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (typed later against the defaults)."""
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (typed later against the defaults). Also takes the CLI's
+    list of lists (`--set a=1 b=2 --set c=3` -> [['a=1', 'b=2'], ['c=3']]); a later pair wins."""
     overrides = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise HParamsError("--set expects key=value, got %r" % pair)
-        overrides[key.strip()] = value.strip()
+    for item in pairs or ():
+        for pair in [item] if isinstance(item, str) else item:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise HParamsError("--set expects key=value pairs, got %r. Everything after --set up to the next "
+                                   "option is read as a pair: put other arguments (e.g. image files) before "
+                                   "--set, or end the pairs with --" % pair)
+            overrides[key.strip()] = value.strip()
     return overrides
 
 

@@ -36,8 +36,14 @@ def build(network, model_dir, kind, e2e_seconds):
 
 
 def write(network, model_dir, kind, e2e_seconds, output_dir):
+    """Writes OUTPUT_DIR/${CaseName}.log and OUTPUT_DIR/train_${CaseName}_loss.txt (this run's losses from
+    the train log, one per line, one per progress report); returns (closing lines, case log path)."""
     lines, case = build(network, model_dir, kind, e2e_seconds)
-    path = os.path.join(output_dir, "%s.log" % dict(case)["CaseName"])
+    name = dict(case)["CaseName"]
+    path = os.path.join(output_dir, "%s.log" % name)
     with open(path, "w") as f:
         f.writelines("%s = %s\n" % item for item in case)
+    since = results.read_json(model_dir, results.RUN_SUMMARY).get("started")
+    with open(os.path.join(output_dir, "train_%s_loss.txt" % name), "w") as f:
+        f.writelines("%.6f\n" % r["loss"] for r in results.read_train_log(model_dir, since))
     return lines, path

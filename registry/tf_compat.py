@@ -71,16 +71,19 @@ def cuda_requirement():
 
 
 def op_error_line(err):
-    """The line of a tf.errors.OpError's message that says what failed, e.g. 'Invalid JPEG data or crop
-    window.', without TF 2.15's wrapping: its 'Graph execution error:' heading and, for ops built in Python,
-    the 'Detected at node ... defined at' stack that ends with "Node: 'name'"."""
-    text = str(err.message)
+    """The line of a tf.errors.OpError's message (or of the message itself) that says what failed, e.g.
+    'Invalid JPEG data or crop window', without graph internals ({{function_node ...}}, [[{{node ...}}]]) and
+    without TF 2.15's wrapping: its 'Graph execution error:' heading and, for ops built in Python, the
+    'Detected at node ... defined at' stack that ends with "Node: 'name'"."""
+    text = str(getattr(err, "message", err))
     if text.startswith("Graph execution error:"):
         text = text[len("Graph execution error:"):]
         node = re.search(r"\nNode: '[^']*'\n", text)
         if node:
             text = text[node.end():]
-    return text.strip().split("\n")[0]
+    text = text.strip().split("\n")[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}[^\]]*\]\]|\[\[[^\]]*\]\]", "", text)
+    return re.sub(r"\s+", " ", text).strip(" .")
 
 
 def data_options(deterministic, max_intra_op_parallelism, private_threadpool_size=None):

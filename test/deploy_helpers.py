@@ -1,4 +1,5 @@
 """Shared by the test_deploy* files: the tiny reference variant of test/data and its import."""
+import io
 import json
 import os
 
@@ -56,3 +57,77 @@ def estimator_logits(model, hparams, model_dir, images):
     outputs = estimator.predict(lambda: tf.data.Dataset.from_tensor_slices(images).batch(len(images)),
                                 yield_single_examples=False)
     return next(iter(outputs))["logits"]
+
+
+class Tensor(object):
+    """A numpy array that `torch_save` writes as a torch tensor."""
+
+    def __init__(self, array):
+        self.array = np.require(array, requirements="C")
+
+
+def torch_save(path, obj, extra_modules=()):
+    """Writes `obj` as torch.save's zip layout does, without torch: numpy arrays and `Tensor`s become tensors
+    (through stand-in `torch` modules that exist only while pickling). `extra_modules`: modules of classes
+    in `obj` to register under their names while pickling (e.g. a fake model class)."""
+    import collections
+    import pickle
+    import sys
+    import types
+    import zipfile
+    from unittest import mock
+
+    torch, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    storage_types = {}
+    for dtype, name in (("float32", "FloatStorage"), ("int64", "LongStorage")):
+        storage_types[dtype] = type(name, (), {"__module__": "torch"})
+        setattr(torch, name, storage_types[dtype])
+    storages = []
+
+    class Storage(object):
+        def __init__(self, array):
+            self.array, self.key = array, str(len(storages))
+            storages.append(self)
+
+    class PendingTensor(object):
+        def __init__(self, array):
+            self.array = array
+
+        def __reduce__(self):
+            stride = tuple(s // self.array.itemsize for s in self.array.strides)
+            return _rebuild_tensor_v2, (Storage(self.array), 0, self.array.shape, stride, False,
+                                        collections.OrderedDict())
+
+    def convert(value):
+        if isinstance(value, (np.ndarray, Tensor)):
+            return PendingTensor(np.require(getattr(value, "array", value), requirements="C"))
+        if isinstance(value, dict):
+            return type(value)((k, convert(v)) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return type(value)(convert(v) for v in value)
+        if hasattr(value, "__dict__") and not isinstance(value, type):
+            value.__dict__.update({k: convert(v) for k, v in value.__dict__.items()})
+        return value
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return ("storage", storage_types[str(obj.array.dtype)], obj.key, "cpu", obj.array.size)
+            return None
+
+    buffer = io.BytesIO()
+    modules = dict({"torch": torch, "torch._utils": utils}, **{m.__name__: m for m in extra_modules})
+    with mock.patch.dict(sys.modules, modules):
+        Pickler(buffer, protocol=2).dump(convert(obj))
+    with zipfile.ZipFile(str(path), "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        for storage in storages:
+            archive.writestr("archive/data/%s" % storage.key, storage.array.tobytes())
+    return path

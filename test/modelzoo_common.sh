@@ -35,12 +35,29 @@ Logs, checkpoints and \${CaseName}.log go to test/output/\$ASCEND_DEVICE_ID/ (AS
 USAGE
 }
 
+# expand_tilde PATH: PATH with a leading ~ or ~user expanded (bash leaves --flag=~/x as it is).
+expand_tilde() {
+    local path=$1 user home
+    case "$path" in
+        "~"|"~/"*) echo "$HOME${path:1}" ;;
+        "~"*)
+            user=${path%%/*}
+            user=${user:1}
+            home=$(getent passwd "$user" 2>/dev/null | cut -d: -f6)
+            if [ -z "$home" ]; then echo "$path"
+            elif [ "${path#*/}" = "$path" ]; then echo "$home"
+            else echo "$home/${path#*/}"
+            fi ;;
+        *) echo "$path" ;;
+    esac
+}
+
 parse_args() {
     data_path="" precision_mode="" batch_size="" epochs="" steps="$default_steps" preset="" device="auto"
     over_dump=0 data_dump_flag=0 profiling=0
     for arg in "$@"; do
         case "$arg" in
-            --data_path=*) data_path="${arg#*=}" ;;
+            --data_path=*) data_path=$(expand_tilde "${arg#*=}") ;;
             --network=*) Network="${arg#*=}" ;;
             --precision_mode=*) precision_mode="${arg#*=}" ;;
             --batch_size=*) batch_size="${arg#*=}" ;;

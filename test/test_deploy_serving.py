@@ -166,7 +166,7 @@ def test_predict_refuses_files_that_are_not_images(deployed, monkeypatch, capsys
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     assert zoo_run("predict", TINY_NAME, "--model_dir", model_dir, images["photo.png"], text) == 2
-    assert "notes.txt is not an image: JPEG or PNG expected" in capsys.readouterr().err
+    assert "notes.txt is not an image: JPEG, PNG, GIF, BMP, TIFF, WebP expected" in capsys.readouterr().err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     assert zoo_run("predict", TINY_NAME, "--model_dir", model_dir, broken) == 2

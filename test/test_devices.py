@@ -92,6 +92,12 @@ def test_npu_data_parallel_mixed_precision_wiring(tmp_path, zoo_run):
     # Two cards: the global batch doubles, the learning rate scales with it, 3 steps become 4 (whole loops).
     assert "global batch 128, peak lr 0.04" in out.stdout
     assert "Done: step 4/" in out.stdout and "on npu" in out.stdout
+    # the launch variables are shown at start, applied, and recorded with the run
+    assert ("environment: RANK_SIZE=2, RANK_ID=1, RANK_TABLE_FILE=%s: NPU data parallel, rank 1 of 2 (this rank "
+            "trains on its shard of the files)" % table) in out.stdout
+    summary = json.load(open(str(tmp_path / "run" / "run_summary.json")))
+    assert summary["rank_size"] == 2 and summary["environment"]["applied"] == {
+        "RANK_SIZE": "2", "RANK_ID": "1", "RANK_TABLE_FILE": str(table)}
 
 
 @pytest.mark.tf1_only

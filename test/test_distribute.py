@@ -8,7 +8,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from registry.engine import background_eval, distribute, launcher
+from registry.engine import background_eval, environment, launcher
 from registry.errors import ZooError
 
 
@@ -21,17 +21,17 @@ def _train(zoo_run, model_dir, *extra, **env):
 
 
 def test_tf_config_parsing():
-    assert distribute.cluster_from_env({}) is None
-    one = distribute.make_tf_config(["127.0.0.1:1"], 0)
-    assert distribute.cluster_from_env({"TF_CONFIG": one}) is None  # a single worker trains locally
-    two = distribute.make_tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)
-    assert distribute.cluster_from_env({"TF_CONFIG": two}) == distribute.Cluster(["127.0.0.1:1", "127.0.0.1:2"], 1)
+    assert environment.cluster_from_env({}) is None
+    one = environment.make_tf_config(["127.0.0.1:1"], 0)
+    assert environment.cluster_from_env({"TF_CONFIG": one}) is None  # a single worker trains locally
+    two = environment.make_tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1)
+    assert environment.cluster_from_env({"TF_CONFIG": two}) == environment.Cluster(["127.0.0.1:1", "127.0.0.1:2"], 1)
     with pytest.raises(ZooError, match="TF_CONFIG is not valid"):
-        distribute.cluster_from_env({"TF_CONFIG": "{not json"})
+        environment.cluster_from_env({"TF_CONFIG": "{not json"})
     with pytest.raises(ZooError, match="outside the 2 workers"):
-        distribute.cluster_from_env({"TF_CONFIG": distribute.make_tf_config(["a:1", "b:2"], 2)})
+        environment.cluster_from_env({"TF_CONFIG": environment.make_tf_config(["a:1", "b:2"], 2)})
     with pytest.raises(ZooError, match="only 'worker' tasks"):
-        distribute.cluster_from_env({"TF_CONFIG": json.dumps(
+        environment.cluster_from_env({"TF_CONFIG": json.dumps(
             {"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}})})
     assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4"]) == \
         ["train", "x", "--max_steps=3"]
@@ -109,7 +109,7 @@ def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):
     holder.listen(1)
     try:
         taken = holder.getsockname()[1]
-        config = distribute.make_tf_config(["127.0.0.1:%d" % taken, "127.0.0.1:%d" % launcher.free_ports(1)[0]], 0)
+        config = environment.make_tf_config(["127.0.0.1:%d" % taken, "127.0.0.1:%d" % launcher.free_ports(1)[0]], 0)
         out, _ = _train(zoo_run, tmp_path / "busy", "--max_steps", "1", TF_CONFIG=config)
     finally:
         holder.close()
@@ -120,7 +120,7 @@ def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):
 def test_missing_peer_stops_within_the_startup_timeout(tmp_path, zoo_run):
     peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
     out, seconds = _train(zoo_run, tmp_path / "alone", "--max_steps", "2", "--startup_timeout", "20",
-                          TF_CONFIG=distribute.make_tf_config(peers, 0))
+                          TF_CONFIG=environment.make_tf_config(peers, 0))
     assert out.returncode == 3, out.stdout
     assert "training did not start within 20 s: no answer from worker 1 (%s)" % peers[1] in out.stdout
     assert seconds < 150

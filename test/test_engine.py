@@ -47,7 +47,7 @@ def test_demo_preset_learns_the_bundled_digits(tmp_path):
     assert all(r["num_images"] == NUM_EVAL and "train_images_per_sec" in r for r in history)
     assert results.read_json(str(tmp_path), results.HPARAMS_FILE) == params
 
-    log = hooks.read_train_log(str(tmp_path))
+    log = results.read_train_log(str(tmp_path))
     assert log[-1]["step"] == plan.total_steps
     for record in log:
         assert record["lr"] == pytest.approx(plan.learning_rate(record["step"] - 1), rel=1e-4)
@@ -87,7 +87,7 @@ def test_resume_after_sigkill_continues_step_and_learning_rate(tmp_path, zoo_run
 
     progress = [line for line in second.stdout.splitlines() if line.startswith("step ")]
     assert progress[0].startswith("step %d/66 " % (resume_step + 1))  # the first step after the restart
-    log = hooks.read_train_log(model_dir)
+    log = results.read_train_log(model_dir)
     assert log[0]["step"] == 1 and log[-1]["step"] == 66
     plan = schedule.Plan(results.read_json(model_dir, results.HPARAMS_FILE))
     for record in log:  # both runs follow one learning-rate curve

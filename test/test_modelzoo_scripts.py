@@ -46,6 +46,8 @@ def test_script_prints_modelzoo_lines_and_case_log(tmp_path, zoo_run, script, ki
     else:
         assert 0.0 <= float(accuracy) <= 1.0 and values["TrainAccuracy"] == accuracy
     assert os.path.exists(str(tmp_path / "3" / "train_3.log"))
+    with open(str(tmp_path / "3" / ("train_%s_loss.txt" % case_name))) as f:    # this run's losses, one a line
+        assert float(f.read().split()[-1]) == pytest.approx(float(values["ActualLoss"]), abs=1e-4)
     if kind == "perf":   # a performance rerun starts afresh instead of resuming the finished one
         again = _run(script, tmp_path, zoo_run, "--data_path=%s" % demo_data_path(), "--preset=demo", "--steps=4",
                      "--batch_size=16")

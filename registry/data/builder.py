@@ -1,17 +1,22 @@
 """Image folder -> TF-slim TFRecords (`zoo-run data build`), replacing TF-slim's old scripts.
 
 Layouts of SRC:
-  class folders   SRC/<class>/<image>   (ImageNet train: train/n01440764/*.JPEG); train or validation
+  class folders   SRC/<class>/<image>   (ImageNet train: train/n01440764/*.JPEG); train or validation.
+                  Files in sub-folders of a class folder belong to that class (as torchvision's ImageFolder)
   flat + labels   SRC/<image> and --labels_file: one class per line, in sorted file-name order
                   (TF-slim's imagenet_2012_validation_synset_labels.txt), or `filename,label` CSV lines
 
 Class ids follow sorted class names and are written 1..N (TF-slim's convention: 0 is the
 background slot, so readers use label_offset=1). They are written to OUT/labels.txt; a later build
-into the same OUT (e.g. validation after train) reuses that file, so both splits agree.
+into the same OUT (e.g. validation after train) reuses that file, so both splits agree. A class
+folder without images keeps its id (it is named on screen and in the report): ids never shift.
 
-Every image is decoded (TensorFlow's decoders, as the pipeline will use); RGB JPEGs are stored as
-they are, PNG / GIF / BMP / grayscale / CMYK files are re-encoded as RGB JPEG, undecodable files are
-skipped and listed in OUT/<split>-build-report.txt and on the terminal.
+Every file under SRC is accounted for in OUT/<split>-build-report.txt: written (as it is, or
+re-encoded), skipped as undecodable (with the reason) or ignored (with the reason: hidden, not an
+image, outside the layout). Images are recognised by content as well as by name (a JPEG named
+.jfif or .jpe is a JPEG). Every image is decoded (TensorFlow's decoders, as the pipeline will use)
+after `registry.data.images.for_tensorflow` (EXIF orientation applied, TIFF and WebP read by Pillow);
+RGB JPEGs stored upright are stored as they are, other images are re-encoded as RGB JPEG.
 
 Files are shuffled across shards with --seed; each shard is written to a temporary name and
 renamed when complete, and complete shards are skipped on a re-run, so a killed build resumes.
@@ -27,38 +32,87 @@ import sys
 import time
 import traceback
 
-from registry.data import tfrecord
+from registry import paths
+from registry.data import images, tfrecord
 from registry.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
+                    ".heif", ".avif")
 DEFAULT_SHARDS = {"train": 1024, "validation": 128}
 JPEG_QUALITY = 95
 
 Entry = collections.namedtuple("Entry", "path synset")
+Ignored = collections.namedtuple("Ignored", "path reason files")
+Listing = collections.namedtuple("Listing", "entries ignored classes")
+Listing.__doc__ = """entries: [Entry] to convert; ignored: [Ignored] (a path, why, how many files it stands for);
+classes: every class name of the layout (class folders without images included)."""
 BuildResult = collections.namedtuple(
-    "BuildResult", "out split num_shards written skipped converted labels report_path shards_reused")
+    "BuildResult", "out split num_shards written skipped converted labels report_path shards_reused ignored "
+                   "empty_classes")
 BuildResult.__doc__ = """written: images in the records; skipped: [(path, reason)]; converted: {kind: count};
-labels: {class name: id}; shards_reused: complete shards found from an earlier run."""
+labels: {class name: id}; shards_reused: complete shards found from an earlier run; ignored: [(path, reason)]
+of files that are not images; empty_classes: class names with no image written (they keep their ids)."""
 
 
 # ---------------------------------------------------------------------------------------------- listing
 
-def _is_image(name):
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+def _is_candidate(path):
+    """An image to decode: by its extension, or by its content (the checker decides whether it decodes)."""
+    return images.extension(path) in IMAGE_EXTENSIONS or images.sniff_file(path) is not None
 
 
-def _images_in(folder):
-    return sorted(n for n in os.listdir(folder) if _is_image(n) and os.path.isfile(os.path.join(folder, n)))
+def _folder(path, reason):
+    return Ignored(path + os.sep, reason, sum(len(files) for _, _, files in os.walk(path)))
+
+
+def _hidden(path):
+    return _folder(path, "hidden folder") if os.path.isdir(path) else Ignored(path, "hidden file", 1)
+
+
+def _scan(folder, recursive):
+    """(sorted candidate image paths, [Ignored]) of the files in `folder` (and below it when `recursive`)."""
+    candidates, ignored, seen = [], [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:                                   # a symlink loop
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for d in sorted(dirs):
+            if d.startswith("."):
+                ignored.append(_hidden(os.path.join(root, d)))
+            elif not recursive:
+                ignored.append(_folder(os.path.join(root, d), "a sub-folder of a flat SRC"))
+        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if name.startswith("."):
+                ignored.append(_hidden(path))
+            elif _is_candidate(path):
+                candidates.append(path)
+            else:
+                ignored.append(Ignored(path, "not an image (neither its name nor its content is)", 1))
+        if not recursive:
+            break
+    return sorted(candidates), ignored
 
 
 def list_class_folders(src):
-    """[Entry] of SRC/<class>/<image>, sorted by class then file name."""
-    classes = sorted(n for n in os.listdir(src) if not n.startswith(".") and os.path.isdir(os.path.join(src, n)))
-    entries = []
+    """Listing of SRC/<class>/<image> (files below a class folder belong to it), sorted by class then path."""
+    names = sorted(os.listdir(src))
+    classes = [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(src, n))]
+    entries, ignored = [], []
+    for name in names:
+        path = os.path.join(src, name)
+        if name.startswith("."):
+            ignored.append(_hidden(path))
+        elif name not in classes:
+            ignored.append(Ignored(path, "not in a class folder (the layout is SRC/<class>/<image>)", 1))
     for synset in classes:
-        folder = os.path.join(src, synset)
-        entries.extend(Entry(os.path.join(folder, name), synset) for name in _images_in(folder))
-    return entries
+        candidates, skipped = _scan(os.path.join(src, synset), recursive=True)
+        entries.extend(Entry(path, synset) for path in candidates)
+        ignored.extend(skipped)
+    return Listing(entries, ignored, classes)
 
 
 def read_label_lines(labels_file):
@@ -72,11 +126,13 @@ def read_label_lines(labels_file):
 
 
 def list_flat_with_labels(src, labels_file):
-    """[Entry] of a flat folder labelled by `labels_file` (one class per line, or filename,label CSV)."""
+    """Listing of a flat folder labelled by `labels_file` (one class per line, or filename,label CSV)."""
     lines = read_label_lines(labels_file)
     if not lines:
         raise DataError("labels file %s is empty; it needs one class per image" % labels_file)
-    if "," in lines[0]:
+    listed = "," in lines[0]                            # filename,label CSV (file names may have folders)
+    candidates, ignored = _scan(src, recursive=listed)
+    if listed:
         rows = list(csv.reader(lines))
         if [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
             rows = rows[1:]
@@ -89,35 +145,38 @@ def list_flat_with_labels(src, labels_file):
                 raise DataError("labels file %s lists %s, which is not in %s; fix the file name or remove the row"
                                 % (labels_file, row[0].strip(), src))
             entries.append(Entry(path, row[1].strip()))
-        return entries
-    names = _images_in(src)
-    if len(names) != len(lines):
+        in_file = set(os.path.normpath(e.path) for e in entries)
+        ignored = [i for i in ignored if os.path.normpath(i.path) not in in_file]
+        ignored += [Ignored(p, "not listed in the labels file %s" % labels_file, 1) for p in candidates
+                    if os.path.normpath(p) not in in_file]
+        return Listing(entries, ignored, sorted(set(e.synset for e in entries)))
+    if len(candidates) != len(lines):
         raise DataError("labels file %s has %d lines but %s holds %d images; it needs exactly one class per "
                         "image, in sorted file-name order (or use filename,label CSV lines)"
-                        % (labels_file, len(lines), src, len(names)))
-    return [Entry(os.path.join(src, name), synset) for name, synset in zip(names, lines)]
+                        % (labels_file, len(lines), src, len(candidates)))
+    entries = [Entry(path, synset) for path, synset in zip(candidates, lines)]
+    return Listing(entries, ignored, sorted(set(lines)))
 
 
 def list_images(src, split, labels_file=None):
-    """[Entry] of the images to convert, from the layout of SRC (see the module doc)."""
-    src = os.path.expanduser(src)
-    if not os.path.isdir(src):
-        raise DataError("source folder %s does not exist (or is not a directory); pass the image folder, "
-                        "e.g. ~/imagenet/train with one sub-folder per class" % src)
+    """The Listing of SRC (see the module doc)."""
+    src = paths.require_dir(src, "source folder", "; pass the image folder, e.g. ~/imagenet/train with one "
+                                                  "sub-folder per class", error=DataError)
     if labels_file:
-        entries = list_flat_with_labels(src, labels_file)
+        listing = list_flat_with_labels(src, labels_file)
     else:
-        entries = list_class_folders(src)
-        if not entries:
-            flat = _images_in(src)
+        listing = list_class_folders(src)
+        if not listing.classes:
+            flat, _ = _scan(src, recursive=False)
             if flat:
                 raise DataError("%s holds %d images but no class sub-folders; use SRC/<class>/<image>, or for a "
                                 "flat folder pass --labels_file (one class per line in sorted file-name order, "
                                 "or filename,label CSV)" % (src, len(flat)))
-    if not entries:
-        raise DataError("no images (%s) found in %s; expected SRC/<class>/<image> for --split %s"
-                        % ("/".join(IMAGE_EXTENSIONS), src, split))
-    return entries
+    if not listing.entries:
+        raise DataError("no images found in %s%s; expected SRC/<class>/<image> for --split %s" % (
+            src, " (%d files ignored: %s)" % (len(listing.ignored), ", ".join(
+                "%s: %s" % (i.path, i.reason) for i in listing.ignored[:5])) if listing.ignored else "", split))
+    return listing
 
 
 def read_synset_names(path):
@@ -196,12 +255,16 @@ class ImageChecker(object):
         return "other"
 
     def check(self, data):
-        """-> (rgb jpeg bytes, height, width, conversion kind or None); raises ValueError when undecodable."""
+        """-> (rgb jpeg bytes, height, width, conversion kind or None); raises ValueError when undecodable.
+
+        The image is the one a viewer shows (`images.for_tensorflow`: EXIF orientation applied, TIFF and
+        WebP decoded by Pillow); anything but an upright RGB JPEG is re-encoded."""
         if not data:
             raise ValueError("empty file")
+        data, done = images.for_tensorflow(data)
         try:
             is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
-            kind = self._kind(data, is_jpeg, components)
+            kind = done or self._kind(data, is_jpeg, components)
             if kind is not None:
                 data = self._session.run(self._encode, {self._data: data})
         except self._errors as err:
@@ -238,7 +301,7 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
     name = tfrecord.shard_name(split, index, num_shards)
     final = os.path.join(out, name)
     tmp = os.path.join(out, ".%s.tmp-%d" % (name, os.getpid()))
-    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}}
+    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}}
     pending = 0
     last = time.time()
     with tf.io.TFRecordWriter(tmp) as writer:
@@ -257,6 +320,7 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
                     synset=entry.synset, text=texts.get(entry.synset, entry.synset))
                 writer.write(example.SerializeToString(deterministic=True))
                 stats["written"] += 1
+                stats["classes"][entry.synset] = stats["classes"].get(entry.synset, 0) + 1
             pending += 1
             if time.time() - last > 0.5:
                 report(("progress", pending))
@@ -375,9 +439,11 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     and a summary to `stream` (stdout).
     """
     stream = stream or sys.stdout
+    src, out = paths.expand(src), paths.expand(out)
     if split not in tfrecord.SPLITS:
         raise DataError("unknown split %r; use --split train or --split validation" % split)
-    entries = list_images(src, split, labels_file)
+    listing = list_images(src, split, labels_file)
+    entries = listing.entries
     texts = read_synset_names(synset_names) if synset_names else {}
     requested = num_shards or DEFAULT_SHARDS[split]
     if requested < 1:
@@ -389,7 +455,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
         raise DataError("--workers must be >= 1, got %d" % workers)
 
     os.makedirs(out, exist_ok=True)
-    labels = assign_labels(out, [e.synset for e in entries])
+    labels = assign_labels(out, listing.classes)
     plan = plan_shards(entries, num_shards, seed)
     manifest = _manifest(src, split, num_shards, seed, plan, labels)
     done = _check_previous(out, split, num_shards, manifest)
@@ -420,7 +486,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
             _run_processes(todo, out, split, num_shards, labels, texts, workers, progress)
         progress.update(force=True)
 
-    return _finish(out, split, num_shards, labels, len(done), stream)
+    return _finish(out, split, num_shards, labels, len(done), listing, stream)
 
 
 def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress):
@@ -460,30 +526,57 @@ def _run_processes(todo, out, split, num_shards, labels, texts, workers, progres
             p.join()
 
 
-def _finish(out, split, num_shards, labels, reused, stream):
-    written, skipped, converted = 0, [], collections.Counter()
+def _by_extension(paths_):
+    counts = collections.Counter(images.extension(p.rstrip(os.sep)) for p in paths_)
+    return ", ".join("%s %d" % kv for kv in sorted(counts.items()))
+
+
+def _finish(out, split, num_shards, labels, reused, listing, stream):
+    written, skipped, converted, per_class = 0, [], collections.Counter(), collections.Counter()
     for index in range(num_shards):
         with open(_stats_path(out, split, index)) as f:
             stats = json.load(f)
         written += stats["written"]
         skipped.extend(tuple(s) for s in stats["skipped"])
         converted.update(stats["converted"])
+        per_class.update(stats.get("classes", {}))
+    skipped.sort()
+    ignored = sorted(listing.ignored)
+    ignored_files = sum(i.files for i in ignored)
+    empty = sorted((name for name in listing.classes if not per_class[name]), key=labels.get)
     report_file = report_path(out, split)
-    lines = ["split: %s" % split, "shards: %d" % num_shards, "images written: %d" % written,
+    lines = ["split: %s" % split, "shards: %d" % num_shards,
+             "files under the source: %d = %d written + %d skipped + %d ignored"
+             % (written + len(skipped) + ignored_files, written, len(skipped), ignored_files),
+             "images written: %d" % written,
              "classes: %d (ids 1..%d in %s)" % (len(labels), len(labels), tfrecord.LABELS_FILENAME),
+             "classes with no image written (they keep their ids): %s" % (
+                 ", ".join("%s (id %d)" % (name, labels[name]) for name in empty) or "none"),
              "re-encoded as RGB JPEG: %s" % (", ".join("%s %d" % kv for kv in sorted(converted.items())) or "none"),
              "skipped (undecodable): %d" % len(skipped)]
-    lines += ["  %s: %s" % s for s in sorted(skipped)]
+    lines += ["  %s: %s" % s for s in skipped]
+    lines += ["ignored (not images, or outside the layout): %d files" % ignored_files]
+    lines += ["  %s: %s" % (i.path, i.reason) for i in ignored]
     with open(report_file + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(report_file + ".tmp", report_file)
-    stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d; skipped %d undecodable%s\n" % (
-        split, written, num_shards, out, sum(converted.values()), len(skipped),
-        " (listed in %s)" % report_file if skipped else ""))
-    for path, reason in sorted(skipped)[:20]:
+    stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d%s; skipped %d undecodable%s; ignored %d "
+                 "files%s%s\n" % (
+                     split, written, num_shards, out, sum(converted.values()),
+                     " (%s)" % ", ".join("%s %d" % kv for kv in sorted(converted.items())) if converted else "",
+                     len(skipped), " (%s)" % _by_extension(p for p, _ in skipped) if skipped else "",
+                     ignored_files, " (%s)" % _by_extension(i.path for i in ignored) if ignored else "",
+                     "; listed in %s" % report_file if skipped or ignored else ""))
+    for path, reason in skipped[:20]:
         stream.write("  skipped %s: %s\n" % (path, reason))
     if len(skipped) > 20:
         stream.write("  ... %d more in %s\n" % (len(skipped) - 20, report_file))
+    for name in empty:
+        stream.write("warning: class %s has no image in this %s build; it keeps id %d (ids follow the sorted class "
+                     "folder names, so that every split agrees): the model gets a class that %s. Remove the folder "
+                     "before building if %s is not a class.\n" % (
+                         name, split, labels[name], "it never trains on" if split == "train" else
+                         "this split never evaluates", name))
     stream.flush()
-    return BuildResult(out, split, num_shards, written, sorted(skipped), dict(converted), labels,
-                       report_file, reused)
+    return BuildResult(out, split, num_shards, written, skipped, dict(converted), labels, report_file, reused,
+                       [(i.path, i.reason) for i in ignored], empty)

@@ -1,6 +1,8 @@
 """`zoo-run data ...` subcommands."""
 import os
 
+from registry import paths
+
 BUILD_EPILOG = """examples:
   zoo-run data build ~/imagenet/train ~/imagenet-tfrecord --split train --workers 8
   zoo-run data build ~/imagenet/val ~/imagenet-tfrecord --split validation \\
@@ -20,10 +22,33 @@ def cmd_build(args):
     return 0 if result.written else 1
 
 
+CHECK_EPILOG = """examples:
+  zoo-run data check ~/flowers-tfrecord                       # bounds from DIR/labels.txt when it exists
+  zoo-run data check ~/imagenet-tfrecord --num_classes 1000 --label_offset 1 --workers 8
+
+Reads every record once: a tf.train.Example with image/encoded bytes that TensorFlow decodes and an
+image/class/label inside label_offset..label_offset+num_classes-1. Every problem is printed with its shard,
+record index and image/filename; the summary gives the label range seen and the label_offset / num_classes
+it implies. Exit status 1 when a problem was found."""
+
+
+def cmd_check(args):
+    from registry.cli import _quiet_tensorflow
+    from registry.data import check, tfrecord
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF's own log of each broken JPEG: the check names them
+    _quiet_tensorflow()
+    paths.require_dir(args.data_dir, "data dir")
+    splits = [args.split] if args.split else list(tfrecord.SPLITS)
+    problems = check.check(args.data_dir, splits, num_classes=args.num_classes, label_offset=args.label_offset,
+                           workers=args.workers)
+    return 1 if problems else 0
+
+
 def register(subparsers):
     import argparse
-    data = subparsers.add_parser("data", help="build TF-slim TFRecords from an image folder",
-                                 description="Dataset tools: convert image folders to TF-slim TFRecords.")
+    data = subparsers.add_parser("data", help="build TF-slim TFRecords from an image folder, check a data set",
+                                 description="Dataset tools: convert image folders to TF-slim TFRecords (build), "
+                                             "find every bad record of a TFRecord data set (check).")
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     sub.required = True
     p = sub.add_parser("build", help="image folder -> TF-slim TFRecords (OUT/<split>-NNNNN-of-MMMMM)",
@@ -31,16 +56,31 @@ def register(subparsers):
                                    "decoded to check it, non-RGB-JPEG files are re-encoded as RGB JPEG, "
                                    "undecodable ones are skipped and listed in OUT/<split>-build-report.txt.",
                        epilog=BUILD_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("src", help="image folder: SRC/<class>/<image>, or flat with --labels_file")
-    p.add_argument("out", help="output directory for the TFRecords (created if missing)")
+    p.add_argument("src", type=paths.expand, help="image folder: SRC/<class>/<image>, or flat with --labels_file")
+    p.add_argument("out", type=paths.expand, help="output directory for the TFRecords (created if missing)")
     p.add_argument("--split", required=True, choices=["train", "validation"])
     p.add_argument("--shards", type=int, help="number of output files (default 1024 train, 128 validation; "
                                               "at most one per image)")
-    p.add_argument("--labels_file", metavar="F",
+    p.add_argument("--labels_file", type=paths.expand, metavar="F",
                    help="labels of a flat SRC: one class per line in sorted file-name order, or filename,label CSV")
-    p.add_argument("--synset_names", metavar="F",
+    p.add_argument("--synset_names", type=paths.expand, metavar="F",
                    help="'class<TAB>human-readable name' lines (ImageNet's imagenet_metadata.txt) for image/class/text")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="parallel processes (default: number of cores, at most 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle of files across shards (default 0)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("check", help="decode every record of a TFRecord data set, naming each bad one",
+                       description="Checks every record of DIR's splits (TF-slim TFRecords, as `zoo-run train` "
+                                   "reads them) and names each bad one by shard, record and image/filename.",
+                       epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_dir", type=paths.expand, help="directory of TFRecords (train-*-of-*, validation-*-of-*, "
+                                                        "or TF-slim dataset-converter names)")
+    p.add_argument("--split", choices=["train", "validation"], help="one split only (default: both)")
+    p.add_argument("--num_classes", type=int, help="labels must lie in label_offset..label_offset+num_classes-1 "
+                                                  "(default: the classes of DIR/labels.txt; else any label >= 0)")
+    p.add_argument("--label_offset", type=int, help="the label of class 0 (default: 0 when DIR/labels.txt numbers "
+                                                   "a class 0, else 1)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="parallel processes, one file each (default: number of cores, at most 8)")
+    p.set_defaults(func=cmd_check)

@@ -27,26 +27,13 @@ PAD_LABEL = -1
 READ_BUFFER_BYTES = 8 * 1024 * 1024
 
 
-def worker_shard(input_context=None, environ=None):
-    """(number of workers, this worker's index): from `input_context` (tf.distribute.InputContext),
-    else the NPU launcher's RANK_SIZE / RANK_ID, else (1, 0)."""
-    if input_context is not None:
-        return int(input_context.num_input_pipelines), int(input_context.input_pipeline_id)
-    environ = os.environ if environ is None else environ
-    size = environ.get("RANK_SIZE", "").strip()
-    if not size:
+def worker_shard(input_context=None):
+    """(number of input pipelines, this one's index) from `input_context` (tf.distribute.InputContext),
+    else (1, 0). The pipeline reads no environment variable: tf.distribute gives its workers a context,
+    and the runner gives one to the Ascend launcher's ranks (registry.engine.environment)."""
+    if input_context is None:
         return 1, 0
-    rank = environ.get("RANK_ID", "").strip()
-    try:
-        size, rank = int(size), int(rank or 0)
-    except ValueError:
-        raise DataError("RANK_SIZE=%r / RANK_ID=%r must be integers; set them as the NPU launcher does "
-                        "(RANK_SIZE=8 RANK_ID=0..7) or unset them for a single worker"
-                        % (environ.get("RANK_SIZE"), environ.get("RANK_ID")))
-    if size < 1 or not 0 <= rank < size:
-        raise DataError("RANK_ID=%d is outside 0..RANK_SIZE-1 (RANK_SIZE=%d); set RANK_ID to this "
-                        "worker's index" % (rank, size))
-    return size, rank
+    return int(input_context.num_input_pipelines), int(input_context.input_pipeline_id)
 
 
 def num_batches(num_examples, batch_size, is_training):
@@ -115,9 +102,7 @@ def build_dataset(files, is_training, preprocess, batch_size, shuffle_buffer=100
         raise DataError("batch_size must be >= 1, got %d" % batch_size)
     seeded = seed is not None and seed >= 0
     seed = int(seed) if seeded else None
-    # The NPU launcher's RANK_* shard training only: each rank's evaluation reports its own metrics
-    # (nothing all-reduces them), so every rank evaluates the whole split.
-    num_workers, worker = worker_shard(input_context, environ=None if is_training else {})
+    num_workers, worker = worker_shard(input_context)
 
     # Shard by file when every worker gets at least one file, else by record (in a fixed order).
     shard_records = num_workers > 1 and len(files) < num_workers

@@ -5,6 +5,10 @@ Layout (as TF-slim's `build_imagenet_data.py` writes it):
     DATA/train-00000-of-01024 ... DATA/train-01023-of-01024
     DATA/validation-00000-of-00128 ...
 
+Also read as they are: the names of TF-slim's dataset converters (`download_and_convert_data.py`:
+`flowers_train_00000-of-00005.tfrecord`, `cifar10_train.tfrecord`, `mnist_test.tfrecord`, ...), whose
+labels are 0-based (label_offset=0); see `find_split_files` and `implied_label_offset`.
+
 Each record is a `tf.train.Example` with `image/encoded` (JPEG bytes), `image/class/label`
 (int64, 1..N; 0 is slim's background slot, so readers subtract a `label_offset`),
 `image/class/synset`, `image/class/text`, `image/height`, `image/width`, `image/channels`,
@@ -18,6 +22,13 @@ from registry.errors import DataError
 
 SPLITS = ("train", "validation")
 LABELS_FILENAME = "labels.txt"
+
+
+# Other file names a split is read from, in order, when no `<split>-*-of-*` file exists: TF-slim's dataset
+# converters ({dataset}_{split}_{i:05d}-of-{n:05d}.tfrecord; {dataset}_{split}.tfrecord for cifar10 and
+# mnist, whose held-out split is 'test'). Their labels are 0-based.
+CONVERTER_PATTERNS = {"train": ("*_train_*-of-*.tfrecord", "*_train.tfrecord"),
+                      "validation": ("*_validation_*-of-*.tfrecord", "*_validation.tfrecord", "*_test.tfrecord")}
 
 
 def split_pattern(split):
@@ -48,8 +59,14 @@ def _describe_dir(path, limit=8):
     return shown + (", ... (%d entries in all)" % len(names) if len(names) > limit else "")
 
 
-def list_split_files(data_path, split):
-    """Sorted paths of the split's TFRecord shards in `data_path`, or a DataError saying what is wrong."""
+def _glob_files(data_path, pattern):
+    return sorted(f for f in glob.glob(os.path.join(data_path, pattern)) if os.path.isfile(f))
+
+
+def find_split_files(data_path, split):
+    """(sorted paths of the split's TFRecord files in `data_path`, a note or None), or a DataError saying what
+    is wrong. `<split>-*-of-*` files first; else TF-slim's dataset-converter names, with a note saying so and
+    what label offset they imply."""
     pattern = split_pattern(split)
     if not data_path:
         raise DataError("no data path given; pass --data_path DIR (a directory of TF-slim TFRecords, "
@@ -62,12 +79,42 @@ def list_split_files(data_path, split):
     if not os.path.isdir(data_path):
         raise DataError("data path %s is a file, not a directory; pass the directory that holds the %s files"
                         % (data_path, pattern))
-    files = sorted(f for f in glob.glob(os.path.join(data_path, pattern)) if os.path.isfile(f))
-    if not files:
-        raise DataError("no %s files matching %s in %s; it holds: %s. Point --data_path at a directory of "
-                        "TF-slim TFRecords (build them with `zoo-run data build SRC %s --split %s`)"
-                        % (split, pattern, data_path, _describe_dir(data_path), data_path, split))
-    return files
+    files = _glob_files(data_path, pattern)
+    if files:
+        return files, None
+    for other in CONVERTER_PATTERNS[split]:
+        files = _glob_files(data_path, other)
+        if files:
+            return files, ("%s: %d file(s) %s, named as TF-slim's dataset converters name them; their labels are "
+                           "0-based (label_offset=0)" % (split, len(files), other))
+    raise DataError("no %s files matching %s in %s; it holds: %s. Point --data_path at a directory of "
+                    "TF-slim TFRecords (%s, or TF-slim dataset-converter names such as %s), or build them with "
+                    "`zoo-run data build SRC %s --split %s`" % (
+                        split, pattern, data_path, _describe_dir(data_path), pattern,
+                        " ".join(CONVERTER_PATTERNS[split]), data_path, split))
+
+
+def list_split_files(data_path, split):
+    """Sorted paths of the split's TFRecord files in `data_path` (see `find_split_files`)."""
+    return find_split_files(data_path, split)[0]
+
+
+def implied_label_offset(data_path):
+    """(label offset the data implies, why) or (None, None): 0 when DATA/labels.txt numbers a class 0 or
+    the files carry TF-slim's dataset-converter names (no labels.txt); 1 for ids from 1 in labels.txt."""
+    labels = read_labels_file(data_path)
+    if labels:
+        lowest = min(labels)
+        return (0 if lowest == 0 else 1), "%s numbers the classes %d..%d" % (
+            os.path.join(data_path, LABELS_FILENAME), lowest, max(labels))
+    for split in SPLITS:
+        try:
+            note = find_split_files(data_path, split)[1]
+        except DataError:
+            continue
+        if note:
+            return 0, note
+    return None, None
 
 
 def read_labels_file(data_path):

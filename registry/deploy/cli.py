@@ -1,9 +1,8 @@
 """`zoo-run predict`, `zoo-run export`, `zoo-run import-weights`."""
 import argparse
 import json
-import os
 
-from registry import discovery, hparams as hp
+from registry import discovery, hparams as hp, paths
 from registry.deploy.onnx_export import OPSET as ONNX_OPSET
 from registry.errors import ZooError
 
@@ -16,8 +15,7 @@ def _quiet_tensorflow():
 def model_dir_hparams(model, model_dir, set_args=()):
     """The model dir's effective hparams (hparams.json over the defaults), then --set overrides."""
     from registry.engine import results
-    if not os.path.isdir(model_dir):
-        raise ZooError("model dir %s does not exist" % model_dir)
+    paths.require_dir(model_dir, "model dir")
     saved = results.read_json(model_dir, results.HPARAMS_FILE)
     if saved is None:
         raise ZooError("model dir %s has no %s: is it a zoo-run training or import-weights run?"
@@ -30,7 +28,7 @@ def cmd_import_weights(args):
     params = hp.resolve(model, None, None, args.set)
     _quiet_tensorflow()
     from registry.deploy.import_weights import import_weights
-    import_weights(model, args.source, args.model_dir, params)
+    import_weights(model, args.source, args.model_dir, params, key=args.key)
     print("next: zoo-run eval %s --model_dir %s --data_path DATA   |   zoo-run predict %s --model_dir %s IMAGE"
           % (args.name, args.model_dir, args.name, args.model_dir))
     return 0
@@ -63,26 +61,24 @@ def cmd_predict(args):
     return 0
 
 
-def _set_argument(parser, help_text):
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help=help_text)
-
-
 def register(subparsers):
     """Adds predict, export and import-weights to zoo-run's subcommands."""
+    from registry.cli import set_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
-        description="Classifies JPEG/PNG files with the model dir's latest checkpoint, applying the model dir's "
+        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; EXIF orientation applied, as a viewer "
+                    "shows them) with the model dir's latest checkpoint, applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG)")
-    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
-    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
-    p.add_argument("--labels", metavar="FILE_OR_DATA_DIR",
+    p.add_argument("images", nargs="+", type=paths.expand, metavar="IMAGE", help="image files")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
+    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--labels", type=paths.expand, metavar="FILE_OR_DATA_DIR",
                    help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    _set_argument(p, "override one of the model dir's hparams (repeatable)")
+    set_argument(p, "override one of the model dir's hparams (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser(
@@ -101,27 +97,31 @@ def register(subparsers):
                "  atc --model=OUTPUT/model.onnx --framework=5 --input_shape=\"input:1,224,224,3\" "
                "--output=OUTPUT/model_onnx --soc_version=Ascend310")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--model_dir", required=True, help="a training or import-weights run's directory")
-    p.add_argument("--output", required=True, help="directory to write the exports into")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
+    p.add_argument("--output", required=True, type=paths.expand, help="directory to write the exports into")
     p.add_argument("--format", choices=["tf", "onnx", "all"], default="tf",
                    help="tf: SavedModel + frozen graph (default); onnx: ONNX model; all: both")
     p.add_argument("--opset", type=int, help="ONNX opset (default %d)" % ONNX_OPSET)
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
-    p.add_argument("--checkpoint", help="a checkpoint prefix (default: the model dir's latest)")
+    p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")
-    _set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
+    set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
         "import-weights", help="official PyTorch weights -> a model dir (eval, predict, export, warm start)",
-        description="Reads a torch.save checkpoint ({'state_dict': ...}, DataParallel 'module.' keys; zip or "
-                    "legacy format) without torch and without running any code in it, maps every tensor by name "
-                    "and shape, and writes MODEL_DIR/model.ckpt-0 with hparams.json recording the weights' input "
-                    "convention.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reads a torch.save checkpoint (a state dict, bare or under 'state_dict', 'model', "
+                    "'model_state_dict', 'ema', ...; DataParallel 'module.' keys; zip or legacy format) without "
+                    "torch and without running any code in it, maps every tensor by name and shape, and writes "
+                    "MODEL_DIR/model.ckpt-0 with hparams.json recording the weights' input convention.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  zoo-run import-weights shufflenetv1_g3 --from ShuffleNetV1-1.0x-g3.pth.tar "
                "--model_dir runs/g3-megvii")
     p.add_argument("name", help="registered model name of the checkpoint's variant, e.g. shufflenetv1_g3")
-    p.add_argument("--from", dest="source", required=True, metavar="FILE", help="the PyTorch checkpoint")
-    p.add_argument("--model_dir", required=True, help="a new directory for the TF checkpoint")
-    _set_argument(p, "override a default hparam recorded with the weights (repeatable)")
+    p.add_argument("--from", dest="source", required=True, type=paths.expand, metavar="FILE",
+                   help="the PyTorch checkpoint")
+    p.add_argument("--model_dir", required=True, type=paths.expand, help="a new directory for the TF checkpoint")
+    p.add_argument("--key", help="the checkpoint entry holding the weights, e.g. model_ema (default: the first of "
+                                 "state_dict, model, model_state, model_state_dict, ... that holds tensors)")
+    set_argument(p, "override a default hparam recorded with the weights (repeatable)")
     p.set_defaults(func=cmd_import_weights)

@@ -17,6 +17,8 @@ The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transfo
 `serving_default` runs on each image; `predict_images`, the frozen graph and the ONNX model expect its
 output. The graphs are built with the plugin's optional `export_hparams(hparams, target)` (ShuffleNet:
 block-diagonal grouped convolutions for TensorFlow, which run on any device; native grouped ones for ONNX).
+`serving_default` decodes the bytes in the graph, where EXIF orientation cannot be applied: callers
+send upright pixels (e.g. `PIL.ImageOps.exif_transpose` before encoding), as `zoo-run predict` does.
 """
 import collections
 import json

@@ -32,13 +32,16 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def convert(model, source, hparams=None):
+def convert(model, source, hparams=None, key=None, log=None):
     """(variables {TF name: array}, effective hparams, state_dict, the converter's hparam overrides) of
-    `source` for `model`."""
+    `source` for `model`; `key` names the checkpoint entry holding the weights (default: found, see
+    torch_checkpoint.find_weights)."""
     converter = getattr(model, "convert_state_dict", None)
     if not callable(converter):
         raise ZooError("%r cannot import foreign weights: its plugin publishes no convert_state_dict" % (model,))
-    state = torch_checkpoint.load_state_dict(source)
+    state, where = torch_checkpoint.load_weights(source, key)
+    if log:
+        log("Weights of %s: %d tensors at %s" % (source, len(state), where))
     hparams = dict(hparams or model.default_hparams())
     try:
         variables, overrides = converter(state, hparams)
@@ -83,12 +86,13 @@ def write_checkpoint(model, variables, hparams, model_dir):
                               write_meta_graph=False)
 
 
-def import_weights(model, source, model_dir, hparams=None, log=print):
-    """Imports `source` into the new model dir `model_dir`; returns the import report (a dict)."""
+def import_weights(model, source, model_dir, hparams=None, log=print, key=None):
+    """Imports `source` into the new model dir `model_dir`; returns the import report (a dict). `key`: the
+    checkpoint entry holding the weights (default: found where common tools put them)."""
     import tensorflow as tf
     if os.path.isdir(model_dir) and tf.compat.v1.train.latest_checkpoint(model_dir):
         raise ZooError("model dir %s already has a checkpoint; import into a new --model_dir" % model_dir)
-    variables, hparams, state, overrides = convert(model, source, hparams)
+    variables, hparams, state, overrides = convert(model, source, hparams, key, log)
     check_against_graph(model, variables, hparams, source)
     os.makedirs(model_dir, exist_ok=True)
     checkpoint = write_checkpoint(model, variables, hparams, model_dir)

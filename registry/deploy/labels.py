@@ -2,6 +2,7 @@
 label_offset), the model dir's copy, or ImageNet's 1000 classes (bundled, no download)."""
 import os
 
+from registry import paths
 from registry.errors import ZooError
 
 IMAGENET_NUM_CLASSES = 1000
@@ -49,9 +50,7 @@ def resolve_labels_path(labels=None, model_dir=None):
     """The labels file to use: `labels` (a file or a data dir holding labels.txt), else the model dir's."""
     if labels:
         path = os.path.join(labels, LABELS_FILE) if os.path.isdir(labels) else labels
-        if not os.path.isfile(path):
-            raise ZooError("labels file %s not found (pass a labels.txt or a data dir holding one)" % path)
-        return path
+        return paths.require_file(path, "labels file", " (pass a labels.txt or a data dir holding one)")
     if model_dir and os.path.isfile(os.path.join(model_dir, LABELS_FILE)):
         return os.path.join(model_dir, LABELS_FILE)
     return None

@@ -1,36 +1,35 @@
 """Top-k classes of image files with a trained model dir (its latest checkpoint and hparams.json).
 
-Each file is checked to be an image (JPEG, PNG, GIF or BMP by its signature) before anything runs;
-it is decoded and transformed by the plugin's `preprocess_image` (its eval transform, with the
-model dir's input convention), then classified.
+Each file is checked to be an image before anything runs and read as a viewer shows it
+(`registry.data.images`: EXIF orientation applied; TIFF and WebP read by Pillow); it is decoded and
+transformed by the plugin's `preprocess_image` (its eval transform, with the model dir's input
+convention), then classified.
 """
 import collections
-import os
 
+from registry import paths
+from registry.data import images as images_mod
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
 
-# file signatures of the formats tf.io.decode_image reads
-_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
-               (b"BM", "BMP"))
-
-
-def image_format(data):
-    for signature, name in _SIGNATURES:
-        if data.startswith(signature):
-            return name
-    return None
+ACCEPTED = "JPEG, PNG, GIF, BMP, TIFF, WebP"
 
 
 def read_image(path):
-    """(bytes, format) of an image file; a ZooError that says why for anything else."""
-    if not os.path.isfile(path):
-        raise ZooError("image %s does not exist" % path)
+    """(bytes TensorFlow decodes as the upright image, format as shown to the user) of an image file; a
+    ZooError that says why for anything else."""
+    path = paths.require_file(path, "image", "; pass image files (%s)" % ACCEPTED)
     with open(path, "rb") as f:
         data = f.read()
-    kind = image_format(data)
+    kind = images_mod.image_format(data)
     if kind is None:
-        raise ZooError("%s is not an image: JPEG or PNG expected (it starts with %r)" % (path, data[:8]))
+        raise ZooError("%s is not an image: %s expected (it starts with %r)" % (path, ACCEPTED, data[:8]))
+    try:
+        data, done = images_mod.for_tensorflow(data)
+    except ValueError as err:
+        raise ZooError("%s: %s" % (path, err))
+    if done and done.startswith("exif-orientation"):
+        kind += ", EXIF orientation %s applied" % done.rsplit("-", 1)[1]
     return data, kind
 
 

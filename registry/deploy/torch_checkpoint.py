@@ -4,7 +4,14 @@ A `torch.save` file is a pickle, and unpickling can call any importable function
 This reader unpickles with a *restricted* unpickler: the only globals it resolves are the few a
 tensor checkpoint needs (`collections.OrderedDict`, torch's tensor rebuild functions and storage
 types), each replaced by a local stand-in that builds numpy arrays. Anything else is refused with
-`UnsafeCheckpointError` before it is imported, let alone called.
+`UnsafeCheckpointError`: it is never imported, let alone called (the unpickling runs to its end with
+inert stand-ins, so that the refusal can say what the file holds, e.g. a whole pickled model). A few
+data-only classes that training scripts save beside the weights (`argparse.Namespace`, `pathlib`
+paths) become inert stand-ins too, and are accepted.
+
+The weights are found where common tools put them: a bare state dict, or one under `state_dict`,
+`model`, `model_state`, `model_state_dict`, `ema`, ... (see `WEIGHT_KEYS`); a `module.` (DataParallel)
+or `_orig_mod.` (torch.compile) prefix on every name is removed.
 
 Both layouts written by `torch.save` are read:
 
@@ -16,7 +23,6 @@ Both layouts written by `torch.save` are read:
 """
 import collections
 import io
-import os
 import pickle
 import struct
 import tarfile
@@ -24,6 +30,7 @@ import zipfile
 
 import numpy as np
 
+from registry import paths
 from registry.errors import ZooError
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -121,30 +128,83 @@ _ALLOWED_GLOBALS = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
 }
 _ALLOWED_GLOBALS.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+# Data-only classes that training scripts save beside the weights (torchvision's reference scripts save
+# their argparse arguments): read as inert stand-ins, never imported.
+_DATA_CLASSES = {("argparse", "Namespace")} | {("pathlib", name) for name in (
+    "Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")}
 
 
 def allowed_globals():
     """The `module.name` globals a checkpoint may reference, sorted."""
-    return sorted("%s.%s" % key for key in _ALLOWED_GLOBALS)
+    return sorted("%s.%s" % key for key in set(_ALLOWED_GLOBALS) | _DATA_CLASSES)
+
+
+class _Inert(object):
+    """Stands for an object of a class a pickle names: the class is never imported, nothing is called;
+    the arguments and state the pickle gives are only recorded."""
+
+    qualname = "?"
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.state, self.items = args, None, {}
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __setitem__(self, key, value):
+        self.items[key] = value
+
+    def append(self, value):
+        self.items[len(self.items)] = value
+
+    def extend(self, values):
+        for value in values:
+            self.append(value)
+
+
+def _inert_class(module, name):
+    return type(str(name), (_Inert,), {"qualname": "%s.%s" % (module, name)})
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals of `_ALLOWED_GLOBALS`; storages come from `storage_factory`."""
+    """Resolves only the globals of `_ALLOWED_GLOBALS` (and `_DATA_CLASSES` as inert stand-ins); any other
+    global becomes an inert stand-in too, and `load` then refuses the file, saying what it holds.
+    Storages come from `storage_factory`."""
 
     def __init__(self, file, source, storage_factory=None):
         super(RestrictedUnpickler, self).__init__(file)
         self.source = source
         self.storage_factory = storage_factory
+        self.refused = []
 
     def find_class(self, module, name):
-        try:
+        if (module, name) in _ALLOWED_GLOBALS:
             return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        if (module, name) not in _DATA_CLASSES and "%s.%s" % (module, name) not in self.refused:
+            self.refused.append("%s.%s" % (module, name))
+        return _inert_class(module, name)
+
+    def load(self):
+        try:
+            obj = super(RestrictedUnpickler, self).load()
+        except Exception:
+            if not self.refused:
+                raise
+            obj = None
+        if self.refused:
+            holds = ("It holds %s." % describe(obj)) if obj is not None else ""
+            if isinstance(obj, _Inert):
+                holds += (" That is a whole pickled object (torch.save(model)), not a state dict: re-save its "
+                          "weights where its class is defined, with torch.save(model.state_dict(), %r)." % self.source)
             raise UnsafeCheckpointError(
-                "refusing to load %s: its pickle references %s.%s, which a tensor checkpoint never needs "
-                "(a pickle can run code on loading; this reader only accepts %s). The file is not a plain "
-                "PyTorch weights file, or it was tampered with." % (self.source, module, name,
-                                                                    ", ".join(allowed_globals())))
+                "refusing to load %s: its pickle references %s, which a tensor checkpoint never needs (a pickle "
+                "can run code on loading; this reader accepts only %s, and never imports or calls anything "
+                "else). The file is not a plain PyTorch weights file, or it was tampered with. %s"
+                % (self.source, ", ".join(self.refused), ", ".join(allowed_globals()), holds))
+        return obj
 
     def persistent_load(self, pid):
         if (self.storage_factory is None or not isinstance(pid, tuple) or not pid
@@ -303,8 +363,7 @@ def _load_legacy(path):
 
 def load(path):
     """The object saved by `torch.save` at `path`, tensors as numpy arrays (dicts as OrderedDicts)."""
-    if not os.path.isfile(path):
-        raise CheckpointError("checkpoint file %s does not exist" % path)
+    path = paths.require_file(path, "checkpoint file", error=CheckpointError)
     with open(path, "rb") as f:
         start = f.read(4)
     if start == ZIP_MAGIC:
@@ -315,20 +374,86 @@ def load(path):
     return _load_legacy(path)
 
 
-def load_state_dict(path):
-    """`{name: numpy array}` of a checkpoint: `{'state_dict': ...}` (the official files) or a bare state
-    dict; a `module.` prefix on every key (nn.DataParallel) is removed."""
-    obj = load(path)
-    state = obj
-    if isinstance(obj, dict) and "state_dict" in obj:
-        state = obj["state_dict"]
-    if not isinstance(state, dict) or not state:
-        keys = ", ".join(sorted(map(str, obj))) if isinstance(obj, dict) else type(obj).__name__
-        raise CheckpointError("%s holds no state dict (expected {'state_dict': {name: tensor}} or "
-                              "{name: tensor}; found %s)" % (path, keys))
-    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
-    if bad:
-        raise CheckpointError("%s: state dict entry %r is not a tensor" % (path, bad[0]))
-    if all(k.startswith("module.") for k in state):
-        state = collections.OrderedDict((k[len("module."):], v) for k, v in state.items())
-    return state
+WEIGHT_KEYS = ("state_dict", "model", "model_state", "model_state_dict", "module", "net", "network", "ema",
+               "model_ema", "state_dict_ema", "ema_state_dict")
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")   # nn.DataParallel / DistributedDataParallel, torch.compile
+
+
+def _is_tensor(value):
+    return isinstance(value, (np.ndarray, _PendingTensor))
+
+
+def _is_state_dict(obj):
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and _is_tensor(v) for k, v in obj.items())
+
+
+def _kind(value):
+    if _is_tensor(value):
+        return "tensor"
+    if isinstance(value, _Inert):
+        return "%s object" % value.qualname
+    if isinstance(value, dict):
+        tensors = sum(_is_tensor(v) for v in value.values())
+        return "dict of %d entries%s" % (len(value), ", %d tensors" % tensors if tensors else "")
+    return type(value).__name__
+
+
+def describe(obj, limit=12):
+    """What a loaded checkpoint object is, for messages: its type, and a dict's keys with their kinds."""
+    if isinstance(obj, _Inert):
+        return "a pickled %s object" % obj.qualname
+    if isinstance(obj, dict):
+        keys = ["%s (%s)" % (k, _kind(v)) for k, v in list(obj.items())[:limit]]
+        more = ", ... %d more" % (len(obj) - limit) if len(obj) > limit else ""
+        return "a dict with keys %s%s" % (", ".join(keys), more) if obj else "an empty dict"
+    return "a %s" % _kind(obj)
+
+
+def _strip_prefixes(state):
+    state = collections.OrderedDict(state)
+    if "n_averaged" in state and len(state) > 1:   # torch.optim.swa_utils.AveragedModel (torchvision's EMA)
+        del state["n_averaged"]
+    while True:
+        prefix = next((p for p in STRIPPED_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            return state
+        state = collections.OrderedDict((k[len(prefix):], v) for k, v in state.items())
+
+
+def find_weights(obj, source, key=None):
+    """(state dict, where it was found) in a loaded checkpoint: `obj` itself, or its entry `key` (default: the
+    first of WEIGHT_KEYS that holds {name: tensor}, also one level down, e.g. model -> state_dict). Raises a
+    CheckpointError saying what the file holds when there is none."""
+    fix = ("Re-save the weights with torch.save(model.state_dict(), F)%s." %
+           ("" if key else ", or name the entry holding them with --key"))
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise CheckpointError("%s has no entry %r; it holds %s. %s" % (source, key, describe(obj), fix))
+        if not _is_state_dict(obj[key]):
+            raise CheckpointError("%s: entry %r is %s, not a state dict {name: tensor}. %s"
+                                  % (source, key, describe(obj[key]), fix))
+        return _strip_prefixes(obj[key]), "entry %r" % key
+    if _is_state_dict(obj):
+        return _strip_prefixes(obj), "the top level"
+    if isinstance(obj, dict):
+        for name in WEIGHT_KEYS:
+            value = obj.get(name)
+            if _is_state_dict(value):
+                return _strip_prefixes(value), "entry %r" % name
+            if isinstance(value, dict):
+                inner = next((k for k in WEIGHT_KEYS if _is_state_dict(value.get(k))), None)
+                if inner:
+                    return _strip_prefixes(value[inner]), "entry %r -> %r" % (name, inner)
+    raise CheckpointError("%s holds no state dict: it holds %s, and none of %s is a {name: tensor} dict. %s"
+                          % (source, describe(obj), "/".join(WEIGHT_KEYS), fix))
+
+
+def load_weights(path, key=None):
+    """(`{name: numpy array}`, where in the file it was found) of a checkpoint (see `find_weights`)."""
+    return find_weights(load(path), path, key)
+
+
+def load_state_dict(path, key=None):
+    """`{name: numpy array}` of a checkpoint: a bare state dict, or one nested where common tools put it
+    (`find_weights`), with a `module.` / `_orig_mod.` prefix on every key removed."""
+    return load_weights(path, key)[0]

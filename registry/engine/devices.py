@@ -16,11 +16,11 @@ Off the NPU the same `--precision_mode` names pick TF's own mixed precision:
   overflow is skipped (no variable or global step update) and the scale is halved.
 """
 import collections
-import os
 
 import tensorflow as tf
 
 from registry import tf_compat
+from registry.engine import environment
 from registry.errors import ZooError
 
 DEVICES = ("auto", "cpu", "gpu", "npu")
@@ -37,7 +37,8 @@ OFF_NPU_MODES = FLOAT32_MODES + ("allow_mix_precision", "force_fp16")
 
 DeviceSettings = collections.namedtuple(
     "DeviceSettings", "device precision_mode iterations_per_loop rank_size rank_id dump_path over_dump "
-                      "profiling_path")
+                      "profiling_path launch")
+DeviceSettings.__new__.__defaults__ = (None,)   # launch: the environment.Launch the settings were made with
 
 
 def npu_available():
@@ -61,9 +62,9 @@ def gpu_available():
 
 
 def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path=None, over_dump=False,
-            profiling_path=None, environ=None):
-    """Checked settings for `device`; 'auto' is npu when npu_bridge imports, else gpu if TF sees one, else cpu."""
-    environ = os.environ if environ is None else environ
+            profiling_path=None, environ=None, command="train"):
+    """Checked settings for `device`; 'auto' is npu when npu_bridge imports, else gpu if TF sees one, else cpu.
+    The NPU ranks come from the launch environment (`environment.read`, for `command`), kept as `launch`."""
     if device not in DEVICES:
         raise ZooError("--device must be one of %s, got %r" % (", ".join(DEVICES), device))
     if device == "auto":
@@ -87,12 +88,10 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
             raise ZooError("iterations_per_loop, dump and profiling are Ascend NPU settings (device is %s)" % device)
     if iterations_per_loop < 1:
         raise ZooError("iterations_per_loop must be >= 1, got %d" % iterations_per_loop)
-    rank_size, rank_id = int(environ.get("RANK_SIZE", 1) or 1), int(environ.get("RANK_ID", 0) or 0)
-    if device == "npu" and rank_size > 1 and not environ.get("RANK_TABLE_FILE"):
-        raise ZooError("RANK_SIZE=%d needs RANK_TABLE_FILE (the HCCL rank table JSON of the cards)" % rank_size)
+    launch = environment.read(device, command, environ)
     return DeviceSettings(device, precision_mode or (DEFAULT_NPU_PRECISION if device == "npu" else None),
-                          iterations_per_loop, rank_size if device == "npu" else 1, rank_id if device == "npu" else 0,
-                          dump_path, over_dump, profiling_path)
+                          iterations_per_loop, launch.rank_size, launch.rank_id, dump_path, over_dump, profiling_path,
+                          launch)
 
 
 def compute_dtype(settings):

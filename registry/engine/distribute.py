@@ -13,7 +13,6 @@ port already in use (checked before the gRPC server starts) and a peer that neve
 watchdog probes the peers if the first step has not run within `startup_timeout` seconds, names
 the ones that do not answer, and ends the process).
 """
-import collections
 import hashlib
 import json
 import os
@@ -29,35 +28,7 @@ from registry.errors import ZooError
 
 tf1 = tf.compat.v1
 
-Cluster = collections.namedtuple("Cluster", "workers index")
 DEFAULT_STARTUP_TIMEOUT = 300.0
-
-
-def cluster_from_env(environ=None):
-    """The TF_CONFIG cluster (workers, this task's index), or None when TF_CONFIG is unset or has one worker."""
-    environ = os.environ if environ is None else environ
-    text = environ.get("TF_CONFIG")
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-        workers = list(config["cluster"]["worker"])
-        task = config["task"]
-        index = int(task["index"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ZooError("TF_CONFIG is not valid (%s): expected {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
-                       "\"task\": {\"type\": \"worker\", \"index\": i}}, got %s" % (err, text))
-    extra = sorted(set(config["cluster"]) - {"worker"})
-    if extra or task.get("type") != "worker":
-        raise ZooError("TF_CONFIG: this runner uses only 'worker' tasks (worker 0 is the chief and evaluates after "
-                       "training); got cluster jobs %s and task type %r" % (sorted(config["cluster"]), task.get("type")))
-    if not 0 <= index < len(workers):
-        raise ZooError("TF_CONFIG task index %d is outside the %d workers of the cluster" % (index, len(workers)))
-    return Cluster(workers, index) if len(workers) > 1 else None
-
-
-def make_tf_config(workers, index):
-    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
 
 
 def _split(address):

@@ -9,7 +9,6 @@ from registry.engine import results
 tf1 = tf.compat.v1
 
 NAN_LOSS_MESSAGE = "NaN or Inf loss"
-TRAIN_LOG = "train_log.jsonl"
 
 
 def format_duration(seconds):
@@ -90,8 +89,5 @@ class ProgressHook(tf1.train.SessionRunHook):
         print(line, file=self._stream)
         self._stream.flush()
         if self._model_dir:
-            results.append_jsonl(self._model_dir, TRAIN_LOG, record)
+            results.append_jsonl(self._model_dir, results.TRAIN_LOG, record)
 
-
-def read_train_log(model_dir):
-    return results.read_jsonl(model_dir, TRAIN_LOG)

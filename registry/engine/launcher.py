@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from registry.engine.distribute import make_tf_config
+from registry.engine.environment import make_tf_config
 from registry.errors import ZooError
 
 POLL_SECONDS = 0.5

@@ -8,6 +8,7 @@ EVAL_RESULTS = "eval_results.json"
 EVAL_HISTORY = "eval_history.jsonl"
 HPARAMS_FILE = "hparams.json"
 RUN_SUMMARY = "run_summary.json"
+TRAIN_LOG = "train_log.jsonl"   # one record per progress report (registry.engine.hooks)
 
 
 def write_json(model_dir, name, obj):
@@ -44,6 +45,23 @@ def read_jsonl(model_dir, name):
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def read_train_log(model_dir, since=None):
+    """The train log's records ({step, epoch, loss, lr, ..., time}), those written at or after `since` (a time)."""
+    return [r for r in read_jsonl(model_dir, TRAIN_LOG) if since is None or r["time"] >= since]
+
+
+def recorded_epoch(model_dir, step):
+    """The epoch of global step `step` as the training run recorded it (its train log pairs steps with
+    epochs), so that a later command's overrides (batch size, number of images) cannot change it; None
+    when the model dir has no train log."""
+    records = [r for r in read_train_log(model_dir) if r["step"] > 0]
+    if not records:
+        return None
+    earlier = [r for r in records if r["step"] <= step]
+    record = earlier[-1] if earlier else records[0]
+    return step * record["epoch"] / record["step"]
 
 
 def read_eval_history(model_dir):

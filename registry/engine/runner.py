@@ -13,8 +13,7 @@ import time
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.data import builder
-from registry.data.tfrecord import LABELS_FILENAME
+from registry.data import builder, check, tfrecord
 from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
 from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
 from registry.engine.model_fn import build_model_fn
@@ -28,28 +27,48 @@ class TrainingDivergedError(ZooError):
     pass
 
 
+LOCATE_SECONDS = 60.0   # how long a data error may search for the record it comes from
+_IMAGE_ERROR = re.compile(r"JPEG|PNG|GIF|BMP|[Dd]ecode|image file format")
+
+
+def _label_range(hparams):
+    if hparams and "num_classes" in hparams:
+        offset = int(hparams.get("label_offset", 0))
+        return offset, offset + int(hparams["num_classes"]) - 1
+    return None
+
+
 @contextlib.contextmanager
-def data_errors():
-    """Turns the input pipeline's run-time checks (bad label, empty or corrupt image) into DataErrors."""
+def data_errors(data_path=None, split="train", hparams=None):
+    """Turns the input pipeline's run-time failures (bad label, empty or undecodable image, corrupt file) into
+    DataErrors that name the shard and the record (searched for in `data_path`'s `split` files, which
+    TensorFlow's error does not name), without TensorFlow's graph internals."""
     try:
         yield
-    except tf.errors.InvalidArgumentError as err:
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
         message = tf_compat.op_error_line(err)
+        hint = "`zoo-run data check %s` lists every bad record in one pass" % (data_path or "DATA")
         if "assertion failed:" in message and "Fix:" in message:
-            text = message.split("assertion failed:", 1)[1]
-            raise DataError(re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", text).strip())
-        if "JPEG" in message or "decode" in message.lower():
-            raise DataError("an image in the data could not be decoded (%s). Fix: rebuild the TFRecords with "
-                            "`zoo-run data build`, which checks every image and skips broken ones." % message)
+            text = re.sub(r"\s*\]\s*\[?\s*|\s*\[", " ", message.split("assertion failed:", 1)[1]).strip()
+            where = check.find_bad_record(data_path, split, _label_range(hparams), "labels" if "label" in
+                                          text.split(":")[0] else "records", LOCATE_SECONDS)
+            raise DataError(text + (" It is %s." % where if where else "") + " " + hint + ".")
+        if isinstance(err, tf.errors.DataLossError) or _IMAGE_ERROR.search(message):
+            where = check.find_bad_record(data_path, split, _label_range(hparams), "records", LOCATE_SECONDS)
+            raise DataError(
+                "%s. Fix: rebuild the TFRecords from the images with `zoo-run data build`, which checks every image "
+                "and skips broken ones (or remove that record); %s." % (
+                    "bad data: " + where if where else "an image or record in the data could not be read (%s); "
+                    "the search for it found no bad record within %.0f s" % (message, LOCATE_SECONDS), hint))
         raise
 
 
 @contextlib.contextmanager
-def training_errors(model_dir):
-    """data_errors(), plus clear errors for a NaN loss and for a model dir whose checkpoint does not fit
-    the graph being trained (another network, num_classes or precision mode)."""
+def training_errors(model_dir, data_path=None, hparams=None):
+    """data_errors() of the train split, plus clear errors for a NaN loss and for a model dir whose checkpoint
+    does not fit the graph being trained (another network, num_classes or precision mode)."""
     try:
-        with data_errors():
+        with data_errors(data_path, "train", hparams):
             yield
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
         last = tf1.train.latest_checkpoint(model_dir)
@@ -89,11 +108,16 @@ def stream_hparams(hparams, start_step):
     return dict(hparams, seed=(seed * 1000003 + start_step) % 2 ** 31)
 
 
-def _input_fn(model, mode, hparams, data_path, synthetic):
+def _input_fn(model, mode, hparams, data_path, synthetic, settings=None):
+    """The Estimator's input_fn. Training on NPU ranks (settings.rank_size > 1) reads this rank's shard: an
+    input context from the device settings (the launch environment), as tf.distribute gives its workers."""
     if synthetic:
         from registry.data.synthetic import synthetic_dataset
         return lambda input_context=None: synthetic_dataset(mode, hparams)
-    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context)
+    shard = None
+    if settings is not None and settings.rank_size > 1 and mode == ModeKeys.TRAIN:
+        shard = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
+    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context or shard)
 
 
 def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None, train_distribute=None,
@@ -113,7 +137,8 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
              settings=None, replicas=None):
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records.
 
-    `replicas` (default: the device settings' rank size) converts the step into an epoch."""
+    The checkpoint's epoch is the one its training recorded (`results.recorded_epoch`); without a train
+    log it is computed from `hparams` and `replicas` (default: the device settings' rank size)."""
     replicas = replicas or (settings.rank_size if settings else 1)
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
     if not checkpoint:
@@ -126,17 +151,19 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
                        "it was trained with (its model dir's hparams.json; no --set of num_classes or the network)."
                        % (checkpoint, "; ".join(misfits[:3])))
     start = time.time()
-    with data_errors():
+    with data_errors(data_path, "validation", hparams):
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
                                      checkpoint_path=checkpoint)
     seconds = time.time() - start
-    plan = schedule.Plan(hparams, replicas)
     step = int(metrics["global_step"])
-    record = {"global_step": step, "epoch": round(plan.epoch(step), 4), "top1": float(metrics["top1"]),
+    epoch = results.recorded_epoch(model_dir, step)
+    if epoch is None:
+        epoch = schedule.Plan(hparams, replicas).epoch(step)
+    record = {"global_step": step, "epoch": round(epoch, 4), "top1": float(metrics["top1"]),
               "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
               "num_images": int(round(metrics["num_images"])), "checkpoint": checkpoint,
               "eval_images_per_sec": metrics["num_images"] / seconds, "time": time.time()}
-    train_log = hooks.read_train_log(model_dir)
+    train_log = results.read_train_log(model_dir)
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
     results.write_eval_result(model_dir, record, history=history)
@@ -179,9 +206,11 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     """
     skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
+    for note in settings.launch.notes if settings.launch else ():
+        log(note)
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
         eval_every_epochs = hparams.get("eval_every_epochs")
-    cluster = distribute.cluster_from_env()
+    cluster = settings.launch.cluster if settings.launch else None
     if cluster:
         return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
                                    eval_every_epochs, warm_start_from, settings, startup_timeout, log)
@@ -194,8 +223,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     start_step = checkpoint_step(latest)
     if latest:
         _check_resume(model, hparams, latest, model_dir)
+        epoch = results.recorded_epoch(model_dir, start_step)
         log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
-                                                             plan.epoch(start_step)))
+                                                             plan.epoch(start_step) if epoch is None else epoch))
     else:
         log("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
             % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
@@ -206,9 +236,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     started, record, segment_start = time.time(), None, start_step
     targets = _eval_steps(plan, start_step, None if skip_eval else eval_every_epochs, last_step, settings)
     for target in targets:
-        with training_errors(model_dir):
+        with training_errors(model_dir, None if synthetic else data_path, hparams):
             estimator.train(_input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, segment_start), data_path,
-                                      synthetic), max_steps=target)
+                                      synthetic, settings), max_steps=target)
         segment_start = target
         if not skip_eval:
             record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
@@ -231,6 +261,31 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     return record
 
 
+def check_data(hparams, data_path, log, epoch_size=True):
+    """Start-of-run checks of the data in `data_path` against `hparams`: notes on file names read by TF-slim's
+    converter patterns, on num_classes / num_train_images that differ from what the data lists, and a
+    DataError when the data's labels are 0-based but label_offset is not 0."""
+    if not data_path:
+        return
+    if epoch_size:
+        check_epoch_size(hparams, data_path, log)
+    for split in tfrecord.SPLITS:
+        try:
+            note = tfrecord.find_split_files(data_path, split)[1]
+        except DataError:
+            continue
+        if note:
+            log("note: " + note)
+    offset, why = tfrecord.implied_label_offset(data_path)
+    if offset == 0 and "label_offset" in hparams and hparams["label_offset"] != 0:
+        raise DataError("%s, so the records' labels are 0-based: label_offset=0; this run has label_offset=%d. Pass "
+                        "--set label_offset=0" % (why, hparams["label_offset"]))
+    known = tfrecord.read_labels_file(data_path)
+    if known and "num_classes" in hparams and len(known) != hparams["num_classes"]:
+        log("note: %s lists %d classes; num_classes is %d (--set num_classes=%d gives the model the data's classes)"
+            % (os.path.join(data_path, tfrecord.LABELS_FILENAME), len(known), hparams["num_classes"], len(known)))
+
+
 def check_epoch_size(hparams, data_path, log):
     """Notes a num_train_images that differs from what `zoo-run data build` wrote: epochs, the learning
     rate schedule and the ETA all count in num_train_images."""
@@ -243,14 +298,14 @@ def check_epoch_size(hparams, data_path, log):
 
 
 def _prepare_model_dir(model_dir, hparams, data_path, log):
-    check_epoch_size(hparams, data_path, log)
+    check_data(hparams, data_path, log)
     if not tf1.gfile.IsDirectory(model_dir):
         tf1.gfile.MakeDirs(model_dir)
     _check_hparams_change(model_dir, hparams, log)
     results.write_hparams(model_dir, hparams)
-    labels = os.path.join(data_path or "", LABELS_FILENAME)
+    labels = os.path.join(data_path or "", tfrecord.LABELS_FILENAME)
     if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
-        shutil.copyfile(labels, os.path.join(model_dir, LABELS_FILENAME))
+        shutil.copyfile(labels, os.path.join(model_dir, tfrecord.LABELS_FILENAME))
 
 
 def _silent(*args):
@@ -277,9 +332,6 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers.
     The chief (worker 0) also evaluates every `eval_every_epochs` from a background thread, and the
     final checkpoint, then writes the run summary."""
-    if settings.device == "npu":
-        raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
-                       "(NPUDistributedOptimizer)")
     chief = cluster.index == 0
     distribute.check_own_port(cluster)
     # Started before the strategy: TF 2.15's coordination service already waits for every peer there.
@@ -320,7 +372,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     eval_spec = tf.estimator.EvalSpec(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False), steps=None)
     started = time.time()
     try:
-        with training_errors(model_dir):
+        with training_errors(model_dir, None if synthetic else data_path, hparams):
             tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
     finally:
         watchdog.cancel()
@@ -331,7 +383,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
     record = None
     if evaluator is not None:
-        with data_errors():
+        with data_errors(data_path, "validation", hparams):
             records = evaluator.finish()
             record = records[-1] if records and records[-1]["global_step"] == final_step else \
                 evaluate_checkpoint()   # e.g. a rerun of a finished run
@@ -346,7 +398,7 @@ def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic
 
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
     """This run's figures, from the structured train log (never from log text)."""
-    this_run = [r for r in hooks.read_train_log(model_dir) if r["time"] >= started]
+    this_run = results.read_train_log(model_dir, since=started)
     rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
     images_per_sec = statistics.median(rates) if rates else None
     return {
@@ -359,4 +411,6 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
         "final_loss": this_run[-1]["loss"] if this_run else None,
         "train_accuracy": this_run[-1]["train_accuracy"] if this_run else None,
         "eval_top1": record["top1"] if record else None, "eval_top5": record["top5"] if record else None,
-        "seconds": elapsed}
+        "started": started, "seconds": elapsed,
+        "environment": {"applied": dict(settings.launch.applied), "ignored": dict(settings.launch.ignored)}
+        if settings.launch else None}

@@ -1,0 +1,146 @@
+"""The launch environment: the one place that reads the environment variables which change what is
+trained, decides whether each applies to this run, and says so at start.
+
+    RANK_SIZE, RANK_ID, RANK_TABLE_FILE   the Ascend launcher's data parallel: applied with --device npu
+                                          (NPUDistributedOptimizer, each rank trains on its shard of the
+                                          files); on cpu/gpu they are ignored, with a note, and the run
+                                          trains on all the data as one worker
+    ASCEND_DEVICE_ID, DEVICE_ID           the Ascend card npu_bridge opens: npu only, else ignored with a note
+    TF_CONFIG                             multi-worker training (`zoo-run train` on cpu/gpu); an error with
+                                          --device npu; ignored with a note by eval and perf (they run locally)
+    CUDA_VISIBLE_DEVICES, TF_XLA_FLAGS    read by CUDA / TensorFlow themselves: shown
+    TF_ENABLE_AUTO_MIXED_PRECISION        read only by NVIDIA's TensorFlow containers, not by the stock builds
+                                          this project runs on: ignored with a note (use --precision_mode)
+
+`devices.resolve` reads it for the device settings; the runner's data sharding (the input context it
+gives the input pipeline) comes from those settings, never from the variables themselves.
+"""
+import collections
+import json
+import os
+
+from registry.errors import ZooError
+
+Cluster = collections.namedtuple("Cluster", "workers index")
+Launch = collections.namedtuple("Launch", "rank_size rank_id cluster applied ignored notes")
+Launch.__doc__ = """rank_size, rank_id: the NPU ranks (1, 0 off the NPU); cluster: the TF_CONFIG Cluster of a
+multi-worker train, or None; applied / ignored: {variable: value}; notes: one line per variable set."""
+
+RANK_VARIABLES = ("RANK_SIZE", "RANK_ID", "RANK_TABLE_FILE")
+CARD_VARIABLES = ("ASCEND_DEVICE_ID", "DEVICE_ID")
+SHOWN_VARIABLES = {"CUDA_VISIBLE_DEVICES": "the GPUs CUDA lets TensorFlow see",
+                   "TF_XLA_FLAGS": "XLA settings, read by TensorFlow"}
+CONTAINER_ONLY = ("TF_ENABLE_AUTO_MIXED_PRECISION",)
+
+
+def cluster_from_env(environ=None):
+    """The TF_CONFIG cluster (workers, this task's index), or None when TF_CONFIG is unset or has one worker."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        workers = list(config["cluster"]["worker"])
+        task = config["task"]
+        index = int(task["index"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ZooError("TF_CONFIG is not valid (%s): expected {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
+                       "\"task\": {\"type\": \"worker\", \"index\": i}}, got %s" % (err, text))
+    extra = sorted(set(config["cluster"]) - {"worker"})
+    if extra or task.get("type") != "worker":
+        raise ZooError("TF_CONFIG: this runner uses only 'worker' tasks (worker 0 is the chief and evaluates after "
+                       "training); got cluster jobs %s and task type %r"
+                       % (sorted(config["cluster"]), task.get("type")))
+    if not 0 <= index < len(workers):
+        raise ZooError("TF_CONFIG task index %d is outside the %d workers of the cluster" % (index, len(workers)))
+    return Cluster(workers, index) if len(workers) > 1 else None
+
+
+def make_tf_config(workers, index):
+    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
+
+
+def check_local_launch(device, environ=None):
+    """Raises a ZooError when `zoo-run train --workers N` (local workers, each with its own TF_CONFIG) cannot
+    start: TF_CONFIG already set, or the NPU (which has its own launch)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("TF_CONFIG"):
+        raise ZooError("--workers starts local workers with their own TF_CONFIG; unset TF_CONFIG, or drop "
+                       "--workers and start each worker of the TF_CONFIG cluster yourself")
+    if device == "npu":
+        raise ZooError("--workers is for CPU/GPU; on Ascend use the RANK_SIZE/RANK_TABLE_FILE launch "
+                       "(test/train_full_8p.sh)")
+
+
+def _ranks(environ):
+    size, rank = environ.get("RANK_SIZE", "").strip() or "1", environ.get("RANK_ID", "").strip() or "0"
+    try:
+        size, rank = int(size), int(rank)
+    except ValueError:
+        raise ZooError("RANK_SIZE=%r / RANK_ID=%r must be integers; set them as the Ascend launcher does "
+                       "(RANK_SIZE=8 RANK_ID=0..7) or unset them for a single card"
+                       % (environ.get("RANK_SIZE"), environ.get("RANK_ID")))
+    if size < 1 or not 0 <= rank < size:
+        raise ZooError("RANK_ID=%d is outside 0..RANK_SIZE-1 (RANK_SIZE=%d); set RANK_ID to this card's rank"
+                       % (rank, size))
+    if size > 1 and not environ.get("RANK_TABLE_FILE"):
+        raise ZooError("RANK_SIZE=%d needs RANK_TABLE_FILE (the HCCL rank table JSON of the cards)" % size)
+    return size, rank
+
+
+def _pairs(values):
+    return ", ".join("%s=%s" % item for item in values.items())
+
+
+def read(device, command="train", environ=None):
+    """The Launch of a `command` ('train', 'eval' or 'perf') on `device` ('cpu', 'gpu' or 'npu'): what each
+    variable set in `environ` (default os.environ) does. Raises ZooError for values that cannot apply."""
+    environ = os.environ if environ is None else environ
+    present = lambda names: collections.OrderedDict((n, environ[n]) for n in names if environ.get(n, "") != "")
+    applied, ignored, notes = collections.OrderedDict(), collections.OrderedDict(), []
+    rank_size, rank_id, cluster = 1, 0, None
+
+    ranks, cards = present(RANK_VARIABLES), present(CARD_VARIABLES)
+    if device == "npu":
+        rank_size, rank_id = _ranks(environ)
+        if ranks:
+            applied.update(ranks)
+            notes.append("%s: NPU data parallel, rank %d of %d%s" % (
+                _pairs(ranks), rank_id, rank_size, " (this rank trains on its shard of the files)"
+                if rank_size > 1 and command == "train" else ""))
+        if cards:
+            applied.update(cards)
+            notes.append("%s: the Ascend card npu_bridge opens" % _pairs(cards))
+    else:
+        if ranks:
+            ignored.update(ranks)
+            notes.append("%s ignored: the Ascend launcher's data-parallel settings apply with --device npu only; "
+                         "this %s run uses all the data as one worker" % (_pairs(ranks), device))
+        if cards:
+            ignored.update(cards)
+            notes.append("%s ignored: it selects an Ascend card, and the device is %s" % (_pairs(cards), device))
+
+    tf_config = present(["TF_CONFIG"])
+    if tf_config:
+        if command != "train":
+            ignored.update(tf_config)
+            notes.append("TF_CONFIG ignored: `zoo-run %s` runs in this process only" % command)
+        else:
+            cluster = cluster_from_env(environ)
+            if cluster and device == "npu":
+                raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
+                               "(NPUDistributedOptimizer), and unset TF_CONFIG")
+            applied.update(tf_config)
+            notes.append("TF_CONFIG: %s" % ("worker %d of %d (multi-worker training)" % (
+                cluster.index, len(cluster.workers)) if cluster else "a single worker, so this run trains as one "
+                                                                     "process"))
+
+    for name, value in present(SHOWN_VARIABLES).items():
+        applied[name] = value
+        notes.append("%s=%s: %s" % (name, value, SHOWN_VARIABLES[name]))
+    for name, value in present(CONTAINER_ONLY).items():
+        ignored[name] = value
+        notes.append("%s=%s ignored: only NVIDIA's TensorFlow containers read it; use --precision_mode "
+                     "allow_mix_precision for mixed precision" % (name, value))
+    return Launch(rank_size, rank_id, cluster, applied, ignored, ["environment: " + note for note in notes])
