@@ -1,7 +1,7 @@
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # as zoo-run sets it
 
 import pytest  # noqa: E402
 

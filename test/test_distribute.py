@@ -1,6 +1,7 @@
 """Multi-worker data parallel training (MultiWorkerMirroredStrategy) on 127.0.0.1, and its failure modes."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -121,7 +122,8 @@ def test_missing_peer_stops_within_the_startup_timeout(tmp_path, zoo_run):
     peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
     out, seconds = _train(zoo_run, tmp_path / "alone", "--max_steps", "2", "--startup_timeout", "20",
                           TF_CONFIG=environment.make_tf_config(peers, 0))
-    assert out.returncode == 3, out.stdout
+    # ended by the watchdog process: SIGTERM, or SIGKILL 5 s later if TF ignores it (TF 2.15 blocked in C++)
+    assert out.returncode in (-signal.SIGTERM, -signal.SIGKILL), out.stdout
     assert "training did not start within 20 s: no answer from worker 1 (%s)" % peers[1] in out.stdout
     assert seconds < 150
 

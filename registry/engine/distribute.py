@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import sys
-import threading
 
 import tensorflow as tf
 
@@ -51,48 +51,27 @@ def check_own_port(cluster):
         probe.close()
 
 
-def unreachable_peers(cluster, timeout=2.0):
-    """The peers (other workers) that do not accept a TCP connection."""
-    missing = []
-    for i, address in enumerate(cluster.workers):
-        if i == cluster.index:
-            continue
-        try:
-            socket.create_connection(_split(address), timeout=timeout).close()
-        except OSError:
-            missing.append("worker %d (%s)" % (i, address))
-    return missing
-
-
 class StartupWatchdog(object):
-    """Ends the process with a clear message if training has not started within `timeout` seconds.
+    """Ends this worker with a clear message if training has not started within `timeout` seconds.
 
-    TF 1.15's collective ops wait forever for a peer that never starts; the main thread is then
-    blocked in C++, so the watchdog reports from its own thread and exits the process.
+    TF 1.15's collective ops wait forever for a peer that never starts, and TF 2.15 waits inside C++
+    holding the GIL, so the watchdog is a small process of its own (`registry.engine.watchdog`) that
+    names the peers that do not answer and terminates this one; `cancel()` (after the first step) ends it.
     """
 
-    def __init__(self, cluster, timeout, exit_code=3):
-        self._cluster, self._timeout, self._exit_code = cluster, timeout, exit_code
-        self._timer = threading.Timer(timeout, self._fire)
-        self._timer.daemon = True
+    def __init__(self, cluster, timeout):
+        self._command = [sys.executable, "-m", "registry.engine.watchdog", str(os.getpid()), str(timeout),
+                         str(cluster.index)] + list(cluster.workers)
+        self._process = None
 
     def start(self):
-        self._timer.start()
+        self._process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         return self
 
     def cancel(self):
-        self._timer.cancel()
-
-    def _fire(self):
-        missing = unreachable_peers(self._cluster)
-        detail = ("no answer from %s" % ", ".join(missing)) if missing else \
-            "every peer's port answers, but the collective start-up did not complete (a peer with another " \
-            "TF_CONFIG, or one that crashed?)"
-        sys.stderr.write("error: worker %d: training did not start within %.0f s: %s. Start every worker listed in "
-                         "TF_CONFIG's cluster (same cluster, each its own index), or raise --startup_timeout.\n"
-                         % (self._cluster.index, self._timeout, detail))
-        sys.stderr.flush()
-        os._exit(self._exit_code)
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
 
 class FirstStepHook(tf1.train.SessionRunHook):
