@@ -56,6 +56,9 @@ def main():
     parser.add_argument("--tf", action="append", required=True, help="NAME=ZOO_RUN [VAR=VALUE ...]")
     parser.add_argument("--onnx", metavar="ZOO_RUN [VAR=VALUE ...]",
                         help="also time ONNX exports in the onnxruntime of this zoo-run's venv")
+    parser.add_argument("--ort", action="append", default=[], metavar="PYTHON",
+                        help="also time the PyTorch export in the onnxruntime of this python (e.g. a newer release "
+                             "than the --onnx venv's); repeatable")
     parser.add_argument("--model", default="shufflenetv1_g3")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
@@ -71,15 +74,19 @@ def main():
         configs.append((name, [zoo_run, "perf", args.model, "--synthetic"] + common, env))
     workdir = tempfile.mkdtemp(prefix="cpu_speed_")
     atexit.register(shutil.rmtree, workdir, True)
-    if args.onnx:
-        zoo_run, env = _command(args.onnx)
-        torch_onnx = os.path.join(workdir, "torch_reference.onnx")
+    torch_onnx = os.path.join(workdir, "torch_reference.onnx")
+    if args.onnx or args.ort:
         subprocess.run([args.torch, os.path.join(HERE, "torch_reference.py"), "--export_onnx", torch_onnx],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.onnx:
+        zoo_run, env = _command(args.onnx)
         python = os.path.join(os.path.dirname(zoo_run), "python")
         configs.append((ORT_TORCH, [python, os.path.join(HERE, "onnx_speed.py"), torch_onnx] + common, env))
         configs.append((ORT_ZOO, [zoo_run, "perf", args.model, "--synthetic", "--runtime", "onnxruntime",
                                   "--mode", "infer"] + common, env))
+    for i, python in enumerate(args.ort):
+        configs.append(("%s #%d" % (ORT_TORCH, i + 2), [python, os.path.join(HERE, "onnx_speed.py"), torch_onnx] + common,
+                        dict(os.environ)))
 
     figures = {name: {"train": [], "infer": []} for name, _, _ in configs}
     runtimes = {}
@@ -101,7 +108,7 @@ def main():
           % (args.model, args.batch_size, args.rounds))
     print("|---|---|---|---|---|")
     for name, _, _ in configs:
-        label = "%s (%s)" % (name, runtimes[name]) if name in (ORT_TORCH, ORT_ZOO) else name
+        label = "%s (%s)" % (name.split(" #")[0], runtimes[name]) if name.startswith("onnxruntime") else name
         print("| %s | %s | %s |" % (label, _cells(median[name]["train"], reference["train"]),
                                     _cells(median[name]["infer"], reference["infer"])))
     if args.onnx:

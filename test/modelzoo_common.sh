@@ -120,3 +120,25 @@ run_training() {
     "$ZOO_RUN" modelzoo-report "$Network" --model_dir "$model_dir" --kind "$kind" --e2e_seconds "$e2e" \
         --output_dir "$output_dir" | tee -a "$log"
 }
+
+# run_8p KIND [extra zoo-run train arguments...]: one process per Ascend card of the host (RANK_ID =
+# ASCEND_DEVICE_ID = 0..7, RANK_SIZE=8, the HCCL rank table in RANK_TABLE_FILE), each as run_training;
+# a perf run starts every card afresh. Exits non-zero if any card failed.
+run_8p() {
+    local kind=$1
+    shift
+    if [ -z "$RANK_TABLE_FILE" ] || [ ! -f "$RANK_TABLE_FILE" ]; then
+        echo "error: set RANK_TABLE_FILE to the HCCL rank table JSON of the 8 cards" >&2
+        exit 1
+    fi
+    export RANK_SIZE=8
+    local pids=() id pid status=0
+    for id in 0 1 2 3 4 5 6 7; do
+        ( export ASCEND_DEVICE_ID=$id RANK_ID=$id; device=npu
+          [ "$kind" = perf ] && rm -rf "$(device_output_dir)/ckpt_perf"
+          run_training "$kind" "$@" ) &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    exit $status
+}

@@ -6,16 +6,4 @@ Network="shufflenetv1_g3"
 default_steps="" default_steps_text="default: the whole schedule"
 source "$(cd "$(dirname "$0")" && pwd)/modelzoo_common.sh"
 parse_args "$@"
-if [ -z "$RANK_TABLE_FILE" ] || [ ! -f "$RANK_TABLE_FILE" ]; then
-    echo "error: set RANK_TABLE_FILE to the HCCL rank table JSON of the 8 cards" >&2
-    exit 1
-fi
-export RANK_SIZE=8
-pids=()
-for id in 0 1 2 3 4 5 6 7; do
-    ( export ASCEND_DEVICE_ID=$id RANK_ID=$id; device=npu; run_training acc ) &
-    pids+=($!)
-done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-exit $status
+run_8p acc
