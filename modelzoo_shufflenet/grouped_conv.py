@@ -11,13 +11,15 @@ layout), so a checkpoint loads whatever implementation computes it, on either Te
                     ("Generic conv implementation does not support grouped convolutions").
 
 `auto` picks, per lane, device and mode, the fastest measured (g3 1.0x, batch 32 at 224, 2 cores,
-`zoo-run perf --synthetic --set grouped_conv_impl=...`, images/sec, alternating rounds):
+`zoo-run perf --synthetic --set grouped_conv_impl=...`, images/sec, alternating rounds; the tf1 rows on a
+2-core AVX2 machine, the tf2 rows on a 2-core AVX-512 one):
 
 | lane / kernels                | train                         | infer (frozen graph)               |
 |-------------------------------|-------------------------------|------------------------------------|
 | tf1, stock 1.15.0 (no oneDNN) | split 12.4 > block_diag 10.9  | block_diagonal 55.6 > split 48.9   |
 | tf1, intel-tensorflow 1.15.2  | block_diagonal 17.2 > split 14.8 | block_diagonal                  |
-| tf2, 2.15.1 (oneDNN)          | native (see README)           | native (see README)                |
+| tf2, 2.15.1 (oneDNN), float32 | native 47-50 > split 40-43 > block_diag 39-41 | native 311 (others not timed)   |
+| tf2, float16 (force_fp16)     | block_diagonal (no float16 grouped gradient on CPU) | block_diagonal        |
 | GPU (cuDNN), either lane      | native (not measured here: no GPU) | native                        |
 """
 import tensorflow as tf

@@ -203,8 +203,9 @@ def cmd_perf(args):
         report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
                           runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
     report["network"] = args.name
-    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s"
-          % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"]))
+    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s (TensorFlow %s)"
+          % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"],
+             report["lane"], report["tensorflow"]))
     first = modes[0]
     print("Final Performance images/sec : %.2f" % report["%s_images_per_sec" % first])
     print("Final Performance %s step time ms : %.2f" % (first, report["%s_step_time_ms" % first]))

@@ -90,11 +90,12 @@ def data_options(deterministic, max_intra_op_parallelism, private_threadpool_siz
     """tf.data.Options with the given ordering and threading (TF 2.15 renamed `experimental_threading`
     to `threading`, and `experimental_deterministic` to `deterministic`)."""
     options = tf.data.Options()
-    threading = options.experimental_threading if LANE == "tf1" else options.threading
     if LANE == "tf1":
         options.experimental_deterministic = deterministic
+        threading = options.experimental_threading
     else:
         options.deterministic = deterministic
+        threading = options.threading
     threading.max_intra_op_parallelism = max_intra_op_parallelism
     if private_threadpool_size:
         threading.private_threadpool_size = private_threadpool_size
