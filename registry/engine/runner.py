@@ -90,12 +90,14 @@ def _check_resume(model, hparams, checkpoint, model_dir):
         raise ZooError(_misfit_message(checkpoint, misfits, model_dir))
 
 
+def _summary_of(misfits):
+    return "; ".join(misfits[:3]) + ("; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "")
+
+
 def _misfit_message(checkpoint, misfits, model_dir):
-    return ("the checkpoint %s does not fit the model being trained (%s%s). A model dir resumes only the run that "
+    return ("the checkpoint %s does not fit the model being trained (%s). A model dir resumes only the run that "
             "made it (same network, num_classes and precision mode). Train into a new --model_dir, with "
-            "--warm_start_from %s to start from its weights." % (
-                checkpoint, "; ".join(misfits[:3]), "; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "",
-                model_dir))
+            "--warm_start_from %s to start from its weights." % (checkpoint, _summary_of(misfits), model_dir))
 
 
 def stream_hparams(hparams, start_step):
@@ -149,7 +151,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
     if misfits:
         raise ZooError("the checkpoint %s does not fit the model being evaluated (%s). Evaluate it with the hparams "
                        "it was trained with (its model dir's hparams.json; no --set of num_classes or the network)."
-                       % (checkpoint, "; ".join(misfits[:3])))
+                       % (checkpoint, _summary_of(misfits)))
     start = time.time()
     with data_errors(data_path, "validation", hparams):
         metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
