@@ -14,7 +14,7 @@ import onnxruntime
 import pytest
 
 from deploy_helpers import (TINY, TINY_NAME, TOLERANCE, ZIP_FILE, import_tiny, reference_inputs, reference_logits,
-                            tiny_model, use_tiny_model, zoo_run)
+                            use_tiny_model, zoo_run)
 from registry.deploy import export as export_mod, onnx_export
 from registry.errors import ZooError
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from modelzoo_shufflenet import models
 from registry import hparams as hp
 from registry.data.demo import demo_data_path
-from registry.engine import hooks, results, runner, schedule
+from registry.engine import results, runner, schedule
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1

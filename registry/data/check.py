@@ -12,7 +12,6 @@ behind a data error that TensorFlow reports without one.
 import collections
 import multiprocessing
 import os
-import re
 import time
 
 from registry.data import images, tfrecord
