@@ -4,7 +4,7 @@ bench/cpu_speed.py runs it with the python of the project's venv on the PyTorch 
 (bench/torch_reference.py --export_onnx), so that export and the project's own (`zoo-run perf --runtime
 onnxruntime`) are timed by the same onnxruntime:
 
-    .venv/bin/python bench/onnx_speed.py torch_reference.onnx --batch_size 32 --json out.json
+    .venv/tf2/bin/python bench/onnx_speed.py torch_reference.onnx --batch_size 32 --json out.json
 
 Input: one batch of standard-normal float32 values in the model's input shape, its dynamic dimension
 set to --batch_size. Session: onnxruntime's defaults (CPU, all graph optimisations, one thread per
