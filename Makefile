@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:  make demo  (the main job on bundled data)  and  make test.
-# STACK=tf1|tf2 picks the TensorFlow lane (default auto: tf1 when a Python 3.7 is found, else tf2 with the
-# newest Python 3.9-3.11); each lane has its own venv, .venv/tf1 or .venv/tf2. See scripts/pick-lane.
+# STACK=tf1|tf2 picks the TensorFlow lane (default auto: tf2 with the newest Python 3.10-3.13, else tf1 when only a
+# Python 3.7 is found); each lane has its own venv, .venv/tf1 or .venv/tf2. See scripts/pick-lane.
 STACK  ?= auto
 PICK   := $(shell scripts/pick-lane "$(STACK)")
 LANE   := $(word 1,$(PICK))

@@ -3,7 +3,15 @@
 The plugin is published to the runner only through the `modelzoo.models`
 entry-point group; any other distribution can register networks the same way.
 """
+import sys
+
 from setuptools import find_packages, setup
+
+# The two TensorFlow lanes (registry/tf_compat.py): TF 1.15 exists for Python <= 3.7 only, TF 2.21 for 3.10-3.13.
+SUPPORTED_PYTHONS = "3.7 (lane tf1: tensorflow==1.15.0) or 3.10-3.13 (lane tf2: tensorflow==2.21.0)"
+if sys.version_info[:2] != (3, 7) and not (3, 10) <= sys.version_info[:2] <= (3, 13):
+    sys.exit("error: modelzoo-shufflenet runs on Python %s; this is Python %d.%d. Install one of those (e.g. "
+             "'pyenv install 3.13') and run pip with it." % ((SUPPORTED_PYTHONS,) + sys.version_info[:2]))
 
 SHUFFLENET_VARIANTS = {
     "shufflenetv1_g1": "SHUFFLENETV1_G1",
@@ -21,26 +29,27 @@ SHUFFLENET_VARIANTS = {
 
 # The `onnx` extra (zoo-run export --format onnx, zoo-run perf --runtime onnxruntime), pinned per TensorFlow lane.
 # tf1 (Python 3.7, TF 1.15, protobuf<3.21): the last onnx and onnxruntime releases for Python 3.7, and tf2onnx 1.14.0,
-# which converts TF 1.15 graphs. tf2 (Python >= 3.9, TF 2.15): releases that still support Python 3.9; onnx 1.19
-# (unpinned `ml_dtypes`) failed to import beside TF 2.15's ml-dtypes~=0.3.1 (no float4_e2m1fn there).
+# which converts TF 1.15 graphs. tf2 (Python 3.10-3.13, TF 2.21, protobuf 7, ml-dtypes 0.7): tf2onnx 1.17.0 and
+# onnx 1.23.2 import and convert beside it; onnxruntime 1.32.0 has no Python 3.10 wheel, so 3.10 gets 1.23.2.
 ONNX = [
     "tf2onnx==1.14.0; python_version < '3.8'",
     "onnx==1.14.1; python_version < '3.8'",
     "onnxruntime==1.14.1; python_version < '3.8'",
-    "tf2onnx==1.16.1; python_version >= '3.9'",
-    "onnx==1.16.2; python_version >= '3.9'",
-    "onnxruntime==1.19.2; python_version >= '3.9'",
+    "tf2onnx==1.17.0; python_version >= '3.10'",
+    "onnx==1.23.2; python_version >= '3.10'",
+    "onnxruntime==1.23.2; python_version == '3.10'",
+    "onnxruntime==1.32.0; python_version >= '3.11'",
 ]
 
 setup(
     name="modelzoo-shufflenet",
     version="0.1.0",
-    description="ShuffleNetV1 for TensorFlow 1.15 (Ascend ModelZoo) and 2.15, as a plugin of a generic zoo runner",
+    description="ShuffleNetV1 for TensorFlow 1.15 (Ascend ModelZoo) to 2.21, as a plugin of a generic zoo runner",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     # Two lanes, one code base (registry/tf_compat.py): Python 3.7 gets the card's pinned TF 1.15 stack
-    # (the only one with Ascend's npu_bridge); Python 3.9-3.11 gets TF 2.15, the last release with tf.estimator.
-    python_requires=">=3.7,!=3.8.*,<3.12",
+    # (the only one with Ascend's npu_bridge); Python 3.10-3.13 gets TF 2.21. Both train on graph-mode sessions.
+    python_requires=">=3.7,!=3.8.*,!=3.9.*,<3.14",
     packages=find_packages(include=["registry", "registry.*", "modelzoo_shufflenet", "modelzoo_shufflenet.*"]),
     package_data={
         "modelzoo_shufflenet": ["modelzoo_level.txt"],
@@ -52,8 +61,8 @@ setup(
         "protobuf<3.21; python_version < '3.8'",
         "stevedore==3.5.2; python_version < '3.8'",
         # lane tf2: current CPUs (oneDNN) and CUDA 12 GPUs
-        "tensorflow==2.15.1; python_version >= '3.9'",
-        "stevedore>=3.5.2; python_version >= '3.9'",
+        "tensorflow==2.21.0; python_version >= '3.10'",
+        "stevedore>=3.5.2; python_version >= '3.10'",
         "pyyaml",
         "numpy",
         "pillow",   # EXIF orientation, TIFF and WebP of users' image files (registry/data/images.py)
@@ -61,8 +70,8 @@ setup(
     extras_require={
         "test": ["pytest"] + ONNX,
         "onnx": ONNX,
-        # NVIDIA GPUs on lane tf2: TF 2.15 with its CUDA 12 / cuDNN 8.9 wheels
-        "gpu": ["tensorflow[and-cuda]==2.15.1; python_version >= '3.9'"],
+        # NVIDIA GPUs on lane tf2: TF 2.21 with its CUDA 12.5 / cuDNN 9 wheels
+        "gpu": ["tensorflow[and-cuda]==2.21.0; python_version >= '3.10'"],
     },
     entry_points={
         "console_scripts": ["zoo-run = registry.cli:main"],

@@ -13,6 +13,7 @@ import collections
 import tensorflow as tf
 
 from modelzoo_shufflenet import grouped_conv
+from registry import nn
 from registry.hparams import HParamsError
 
 tf1 = tf.compat.v1
@@ -82,9 +83,8 @@ def _pad(x, amount):
 
 
 def _batch_norm(x, is_training, name):
-    return tf1.layers.batch_normalization(
-        x, axis=3, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, training=is_training, fused=True,
-        beta_initializer=tf1.initializers.constant(BN_BETA_INIT), name=name)
+    return nn.batch_norm(x, is_training, name, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                         beta_initializer=tf1.initializers.constant(BN_BETA_INIT))
 
 
 def _conv3x3(x, out_channels, stride, name, stddev):

@@ -3,39 +3,35 @@
 Two lanes, one code base (see setup.py):
 - `tf1`: Python 3.7 + tensorflow==1.15.0, the design card's pinned stack and the only lane with
   Ascend's `npu_bridge` (the CANN adapter is built for TF 1.15).
-- `tf2`: Python 3.9-3.11 + tensorflow 2.15, the last release that ships `tf.estimator`. The project
-  runs there in graph mode through `tf.compat.v1` and `tf.estimator`, exactly as on tf1. Its x86 CPU
-  kernels are oneDNN (AVX2/AVX-512) and run grouped convolutions natively; its CUDA 12 build runs on
-  current NVIDIA GPUs, which TF 1.15's CUDA 10.0 build does not.
+- `tf2`: Python 3.10-3.13 + tensorflow 2.21. `tf.estimator` is gone (since 2.16) and `tf.compat.v1.layers` raise
+  under Keras 3, so the engine on both lanes is `tf.compat.v1` graphs in a monitored session with hooks, and
+  plugins build layers from `registry.nn`. Its x86 CPU kernels can be oneDNN's (AVX2/AVX-512), which run grouped
+  convolutions natively; its CUDA 12.5 build runs on current NVIDIA GPUs, which TF 1.15's CUDA 10.0 build does not.
 
 Code elsewhere uses names that exist in both (`tf.compat.v1.*`, `tf.math.divide_no_nan`,
 `tf.compat.v1.nn.in_top_k`, ...) and asks this module, never `tf.__version__`, for anything that differs.
 """
 import re
-import warnings
 
 import tensorflow as tf
 
 VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
 LANE = "tf1" if VERSION[0] == 1 else "tf2"
-if LANE == "tf2":
-    # Graph mode through tf.compat.v1 is this lane's design, not an accident to warn users about at every build.
-    warnings.filterwarnings("ignore", message=r"`tf\.layers\.\w+` is deprecated", category=UserWarning)
 
 LANES = {
     "tf1": "Python 3.7 + tensorflow==1.15.0 (make STACK=tf1; the Ascend NPU lane)",
-    "tf2": "Python 3.9-3.11 + tensorflow==2.15.1 (make STACK=tf2; current CPUs and CUDA 12 GPUs)",
+    "tf2": "Python 3.10-3.13 + tensorflow==2.21.0 (make STACK=tf2; current CPUs and CUDA 12 GPUs)",
 }
 
 
 def describe():
-    """One line for logs and reports, e.g. 'tf2 (TensorFlow 2.15.1, oneDNN CPU kernels)'."""
+    """One line for logs and reports, e.g. 'tf2 (TensorFlow 2.21.0, oneDNN CPU kernels)'."""
     return "%s (TensorFlow %s%s)" % (LANE, tf.__version__, ", oneDNN CPU kernels" if onednn_enabled() else "")
 
 
 def onednn_enabled():
-    """Whether the CPU kernels are oneDNN's (MKL-DNN): intel-tensorflow 1.15, or TF 2.15's x86 default
-    (unless TF_ENABLE_ONEDNN_OPTS=0). Those kernels run a grouped convolution on the CPU; stock 1.15.0's do not."""
+    """Whether the CPU kernels are oneDNN's (MKL-DNN): intel-tensorflow 1.15, or TF 2.x on x86 (by default only on
+    CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; TF_ENABLE_ONEDNN_OPTS=1 or 0 decides elsewhere). Those kernels run a grouped convolution on the CPU; stock 1.15.0's do not."""
     try:
         if LANE == "tf1":
             from tensorflow.python import pywrap_tensorflow as port
@@ -67,13 +63,13 @@ def cuda_requirement():
     if LANE == "tf1":
         return ("tensorflow==1.15.0 needs CUDA 10.0 and cuDNN 7.6, which do not support Ampere or newer GPUs; "
                 "on a current GPU use lane tf2 (make STACK=tf2, pip install .[gpu])")
-    return "lane tf2 needs the CUDA 12 build: pip install .[gpu] (tensorflow[and-cuda]==2.15.1) and an NVIDIA driver"
+    return "lane tf2 needs the CUDA 12 build: pip install .[gpu] (tensorflow[and-cuda]==2.21.0) and an NVIDIA driver"
 
 
 def op_error_line(err):
     """The line of a tf.errors.OpError's message (or of the message itself) that says what failed, e.g.
     'Invalid JPEG data or crop window', without graph internals ({{function_node ...}}, [[{{node ...}}]]) and
-    without TF 2.15's wrapping: its 'Graph execution error:' heading and, for ops built in Python, the
+    without TF 2.x's wrapping: its 'Graph execution error:' heading and, for ops built in Python, the
     'Detected at node ... defined at' stack that ends with "Node: 'name'"."""
     text = str(getattr(err, "message", err))
     if text.startswith("Graph execution error:"):
@@ -87,7 +83,7 @@ def op_error_line(err):
 
 
 def data_options(deterministic, max_intra_op_parallelism, private_threadpool_size=None):
-    """tf.data.Options with the given ordering and threading (TF 2.15 renamed `experimental_threading`
+    """tf.data.Options with the given ordering and threading (TF 2.x renamed `experimental_threading`
     to `threading`, and `experimental_deterministic` to `deterministic`)."""
     options = tf.data.Options()
     if LANE == "tf1":
@@ -104,7 +100,7 @@ def data_options(deterministic, max_intra_op_parallelism, private_threadpool_siz
 
 def multi_worker_strategy():
     """MultiWorkerMirroredStrategy over TF_CONFIG's workers with ring all-reduce (works on CPU), in the
-    graph-mode (v1) form that tf.estimator drives on both lanes."""
+    graph-mode (v1) form the engine drives on both lanes."""
     if LANE == "tf1":
         return tf.distribute.experimental.MultiWorkerMirroredStrategy(
             tf.distribute.experimental.CollectiveCommunication.RING)
@@ -113,7 +109,7 @@ def multi_worker_strategy():
 
 
 def mirrored_strategy(devices):
-    """MirroredStrategy over `devices` (e.g. ['/cpu:0', '/cpu:1']), in the form tf.estimator takes."""
+    """MirroredStrategy over `devices` (e.g. ['/cpu:0', '/cpu:1']), in its graph-mode (v1) form."""
     if LANE == "tf1":
         return tf.distribute.MirroredStrategy(devices)
     return tf.compat.v1.distribute.MirroredStrategy(devices)

@@ -14,6 +14,8 @@ Any input size works (no size constraint): at 32x32 the last stage sees 1x1 feat
 """
 import tensorflow as tf
 
+from registry import nn
+
 tf1 = tf.compat.v1
 
 STAGE_BLOCKS = (3, 4, 6, 3)
@@ -43,9 +45,8 @@ def conv2d(x, channels, kernel_size, stride, name):
 def batch_norm(x, is_training, momentum, name, zero_gamma=False):
     """Fused batch norm over channels (float32 parameters whatever x's dtype); moving averages are
     updated through the UPDATE_OPS collection, which the engine runs with each training step."""
-    return tf1.layers.batch_normalization(
-        x, axis=3, momentum=momentum, epsilon=BN_EPSILON, training=is_training, fused=True,
-        gamma_initializer=tf1.initializers.zeros() if zero_gamma else tf1.initializers.ones(), name=name)
+    return nn.batch_norm(x, is_training, name, momentum=momentum, epsilon=BN_EPSILON,
+                         gamma_initializer=tf1.initializers.zeros() if zero_gamma else tf1.initializers.ones())
 
 
 def bottleneck(x, width, stride, is_training, bn_momentum, zero_init_residual, name):

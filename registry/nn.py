@@ -1,0 +1,61 @@
+"""Graph building blocks that plugins share, made of `tf.compat.v1` variables and `tf.nn` ops only.
+
+Why not `tf.compat.v1.layers` or `tf.keras.layers`: with Keras 3 (TensorFlow >= 2.16) `tf.compat.v1.layers.*`
+raise "not available with Keras 3", and a Keras 3 `BatchNormalization` built inside a v1 graph never updates its
+moving statistics (it adds nothing to `UPDATE_OPS`). These helpers build the same variables, with the same names,
+on every TensorFlow from 1.15 to 2.21, so checkpoints written by `tf.compat.v1.layers` keep loading.
+"""
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+def _moving_average_update(variable, value, momentum):
+    """variable -= (variable - value) * (1 - momentum): the update `tf.layers.batch_normalization` makes."""
+    with tf1.name_scope(None, "AssignMovingAvg", [variable, value]) as scope:
+        # 1 - momentum in float32, as the layer computed it (1 - 0.9f = 0.100000024, not 0.1f).
+        decay = tf.subtract(1.0, tf.constant(momentum, variable.dtype.base_dtype), name="decay")
+        return tf1.assign_sub(variable, (variable - tf.cast(value, variable.dtype.base_dtype)) * decay, name=scope)
+
+
+def batch_norm(x, is_training, name, momentum=0.99, epsilon=1e-3, gamma_initializer=None, beta_initializer=None):
+    """Fused batch normalisation over the last axis of NHWC `x`, as `tf.compat.v1.layers.batch_normalization(x,
+    axis=3, fused=True, momentum=..., epsilon=..., training=is_training, name=name)` computes it.
+
+    Args:
+      x: [N, H, W, C] float32 or float16 tensor.
+      is_training: Python bool. True normalises with the batch's statistics and adds the moving-average
+        updates to `tf.compat.v1.GraphKeys.UPDATE_OPS` (the engine runs them with each training step);
+        False normalises with the moving statistics.
+      name: variable scope of the four variables `gamma`, `beta` (trainable) and `moving_mean`,
+        `moving_variance` (not trainable), all float32 [C] whatever x's dtype.
+      momentum: moving = momentum * moving + (1 - momentum) * batch statistic (PyTorch's momentum 0.1 is 0.9 here).
+      epsilon: added to the variance. `tf.nn.fused_batch_norm` raises anything below 1.001e-5 to 1.001e-5
+        (cuDNN's minimum), as it did inside the layer.
+      gamma_initializer, beta_initializer: default ones and zeros.
+
+    Returns:
+      The normalised tensor, x's shape and dtype.
+
+    The moving variance is updated with the batch variance that `fused_batch_norm` returns (Bessel-corrected,
+    n / (n - 1)), as the layer did. The moving statistics are created ON_READ with MEAN aggregation, as the
+    layer created them, so each replica of a tf.distribute strategy updates its own copy and a checkpoint holds
+    their mean.
+    """
+    channels = x.shape.as_list()[-1]
+    variable = tf1.VariableSynchronization
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", [channels], tf.float32, gamma_initializer or tf1.initializers.ones())
+        beta = tf1.get_variable("beta", [channels], tf.float32, beta_initializer or tf1.initializers.zeros())
+        statistics = dict(trainable=False, synchronization=variable.ON_READ, aggregation=tf1.VariableAggregation.MEAN)
+        moving_mean = tf1.get_variable("moving_mean", [channels], tf.float32, tf1.initializers.zeros(), **statistics)
+        moving_variance = tf1.get_variable("moving_variance", [channels], tf.float32, tf1.initializers.ones(),
+                                           **statistics)
+        if not is_training:
+            y, _, _ = tf1.nn.fused_batch_norm(x, gamma, beta, moving_mean, moving_variance, epsilon=epsilon,
+                                              is_training=False)
+            return y
+        y, mean, variance = tf1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, _moving_average_update(moving_mean, mean, momentum))
+        tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, _moving_average_update(moving_variance, variance, momentum))
+        return y
