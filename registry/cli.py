@@ -155,15 +155,13 @@ def cmd_eval(args):
     from registry.engine import runner
     from registry.engine.warm_start import resolve_checkpoint
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
-    from registry.engine.distribute import without_tf_config
     settings = _device_settings(args)
     for note in settings.launch.notes:
         print(note)
     runner.check_data(params, data_path, print, epoch_size=False)
     trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
-    with without_tf_config():                                                 # comes from its replicas
-        record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint, history=False,
-                                 settings=settings, replicas=trained.get("replicas"))
+    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # comes from its
+                             history=False, settings=settings, replicas=trained.get("replicas"))   # replicas
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 
@@ -181,7 +179,6 @@ def cmd_perf(args):
     modes = ["train", "infer"] if mode == "both" else [mode]
     _quiet_tensorflow()
     from registry.engine import devices, environment, perf
-    from registry.engine.distribute import without_tf_config
     for note in environment.read("gpu" if devices.gpu_available() else "cpu", "perf").notes:
         print(note)
     saved, fixed = None, None
@@ -199,9 +196,8 @@ def cmd_perf(args):
     print("%s: batch %d, %dx%d, %s data, inference in %s" % (
         args.name, params["batch_size"], params["image_size"], params["image_size"],
         "synthetic" if synthetic else args.data_path, args.runtime))
-    with without_tf_config():
-        report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
-                          runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
+    report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
+                      runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
     report["network"] = args.name
     print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s (TensorFlow %s)"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"],

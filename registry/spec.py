@@ -28,8 +28,9 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
                go with them (number of classes, input convention); raises a ZooError naming the
                first tensor that does not fit. `zoo-run import-weights` needs it
 
-`hparams` is a plain mapping: `default_hparams()` after the user's overrides. `mode` is a
-`tf.estimator.ModeKeys` value. The engine also reads these keys when present (defaults in brackets):
+`hparams` is a plain mapping: `default_hparams()` after the user's overrides. `mode` is one of TRAIN,
+EVAL, PREDICT below ('train', 'eval', 'infer': the strings tf.estimator.ModeKeys used, so plugins written
+for it keep working). The engine also reads these keys when present (defaults in brackets):
 base_batch_size [batch_size], lr_schedule [cosine], warmup_epochs [0], momentum [0.9], nesterov
 [False], weight_decay [0], weight_decay_on_bn [False], label_smoothing [0], eval_every_epochs [at the
 end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded],
@@ -41,6 +42,7 @@ import inspect
 from registry.errors import ZooError
 
 ENTRY_POINT_GROUP = "modelzoo.models"
+TRAIN, EVAL, PREDICT = "train", "eval", "infer"   # the `mode` of input_fn
 
 REQUIRED_CALLABLES = {
     "build_model": ("images", "is_training", "hparams"),

@@ -44,7 +44,7 @@ def shard_name(split, index, num_shards):
 
 
 def mode_to_split(mode):
-    """tf.estimator.ModeKeys value ('train', 'eval', 'infer') -> 'train' or 'validation'."""
+    """An input_fn mode (registry.spec: 'train', 'eval', 'infer') -> 'train' or 'validation'."""
     return "train" if str(mode).lower() == "train" else "validation"
 
 

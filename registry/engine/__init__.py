@@ -1,1 +1,1 @@
-"""Training machinery shared by every registered network: model_fn, schedule, hooks, runs."""
+"""Training machinery shared by every registered network: graphs, the training loop, hooks, runs."""

@@ -1,10 +1,7 @@
-"""Where training runs: the one place that knows CPU, GPU and Ascend NPU (npu_bridge).
+"""Where training runs: the one place that picks CPU, GPU or Ascend NPU and checks the device settings.
 
-`npu_bridge` (Huawei's CANN TensorFlow adapter) is an optional import. On the NPU the Estimator
-is `NPUEstimator` with an `NPURunConfig` (precision mode, iterations per loop, data
-pre-processing on device, parallel gradient all-reduce, dump and profiling), the optimizer is
-wrapped in `NPUDistributedOptimizer` when RANK_SIZE > 1 and, for the reduced-precision modes, in
-`NPULossScaleOptimizer` with dynamic (exponential-update) loss scaling.
+`npu_bridge` (Huawei's CANN TensorFlow adapter) is an optional import; what the NPU needs in the session
+(config, optimizer wrappers, loop sinking, broadcast) lives in `registry.engine.npu`.
 
 Off the NPU the same `--precision_mode` names pick TF's own mixed precision:
 - must_keep_origin_dtype / force_fp32 (the default): float32;
@@ -20,16 +17,11 @@ import collections
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import environment
+from registry.engine import environment, npu
 from registry.errors import ZooError
 
 DEVICES = ("auto", "cpu", "gpu", "npu")
-PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16", "must_keep_origin_dtype",
-                   "force_fp32")
-DEFAULT_NPU_PRECISION = "allow_mix_precision"
-# Modes in which some computation runs in float16, so gradients need loss scaling.
-LOSS_SCALED_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16")
-LOSS_SCALE = dict(init_loss_scale=2 ** 32, incr_every_n_steps=1000, decr_every_n_nan_or_inf=2, decr_ratio=0.5)
+PRECISION_MODES = npu.PRECISION_MODES
 # Off the NPU: TF's DynamicLossScale (halves on every overflow, doubles after `increment_period` good steps).
 TF_LOSS_SCALE = dict(initial_loss_scale=2 ** 15, increment_period=2000, multiplier=2.0)
 FLOAT32_MODES = ("must_keep_origin_dtype", "force_fp32")
@@ -89,7 +81,7 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
     if iterations_per_loop < 1:
         raise ZooError("iterations_per_loop must be >= 1, got %d" % iterations_per_loop)
     launch = environment.read(device, command, environ)
-    return DeviceSettings(device, precision_mode or (DEFAULT_NPU_PRECISION if device == "npu" else None),
+    return DeviceSettings(device, precision_mode or (npu.DEFAULT_PRECISION if device == "npu" else None),
                           iterations_per_loop, launch.rank_size, launch.rank_id, dump_path, over_dump, profiling_path,
                           launch)
 
@@ -107,40 +99,12 @@ def align_steps(settings, steps):
     return -(-steps // n) * n
 
 
-def make_estimator(settings, model_fn, model_dir, seed, save_checkpoints_steps, keep_checkpoint_max,
-                   train_distribute=None, session_config=None):
-    common = dict(model_dir=model_dir, tf_random_seed=seed, save_checkpoints_steps=save_checkpoints_steps,
-                  keep_checkpoint_max=keep_checkpoint_max, save_summary_steps=100, log_step_count_steps=100)
-    if settings.device != "npu":
-        config = tf.estimator.RunConfig(save_checkpoints_secs=None, train_distribute=train_distribute,
-                                        session_config=session_config, **common)
-        return tf.estimator.Estimator(model_fn, config=config)
-    from npu_bridge.estimator.npu.npu_config import DumpConfig, NPURunConfig, ProfilingConfig
-    from npu_bridge.estimator.npu.npu_estimator import NPUEstimator
-    dump_config = None
-    if settings.over_dump:
-        dump_config = DumpConfig(enable_dump_debug=True, dump_path=settings.dump_path or model_dir,
-                                 dump_debug_mode="all")
-    elif settings.dump_path:
-        dump_config = DumpConfig(enable_dump=True, dump_path=settings.dump_path, dump_step="0|5|10",
-                                 dump_mode="all")
-    profiling_config = None
-    if settings.profiling_path:
-        profiling_config = ProfilingConfig(
-            enable_profiling=True,
-            profiling_options='{"output":"%s","training_trace":"on","task_trace":"on"}' % settings.profiling_path)
-    config = NPURunConfig(iterations_per_loop=settings.iterations_per_loop, precision_mode=settings.precision_mode,
-                          enable_data_pre_proc=True, hcom_parallel=True, dump_config=dump_config,
-                          profiling_config=profiling_config, **common)
-    return NPUEstimator(model_fn=model_fn, config=config)
-
-
 def wrap_optimizer(settings, optimizer):
     """(optimizer, loss scale tensor or None): all-reduce across cards, dynamic loss scaling in float16 modes."""
     if settings is None:
         return optimizer, None
     if settings.device == "npu":
-        return _wrap_npu_optimizer(settings, optimizer)
+        return npu.wrap_optimizer(settings, optimizer)
     if settings.precision_mode in (None,) + FLOAT32_MODES:
         return optimizer, None
     scale = tf.compat.v1.train.experimental.DynamicLossScale(**TF_LOSS_SCALE)
@@ -149,16 +113,3 @@ def wrap_optimizer(settings, optimizer):
     else:
         optimizer = tf.compat.v1.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, scale)
     return optimizer, scale()
-
-
-def _wrap_npu_optimizer(settings, optimizer):
-    if settings.rank_size > 1:
-        from npu_bridge.estimator.npu.npu_optimizer import NPUDistributedOptimizer
-        optimizer = NPUDistributedOptimizer(optimizer)
-    if settings.precision_mode not in LOSS_SCALED_MODES:
-        return optimizer, None
-    from npu_bridge.estimator.npu.npu_loss_scale_manager import ExponentialUpdateLossScaleManager
-    from npu_bridge.estimator.npu.npu_loss_scale_optimizer import NPULossScaleOptimizer
-    manager = ExponentialUpdateLossScaleManager(**LOSS_SCALE)
-    optimizer = NPULossScaleOptimizer(optimizer, manager, is_distributed=settings.rank_size > 1)
-    return optimizer, manager.get_loss_scale()

@@ -1,10 +1,14 @@
-"""Data parallel training with TF's own engine: MirroredStrategy over one host's devices
-(`--replicas N`), MultiWorkerMirroredStrategy over processes/hosts from TF_CONFIG.
+"""Data parallel training: MirroredStrategy over one host's devices (`--replicas N`),
+MultiWorkerMirroredStrategy over processes/hosts from TF_CONFIG, both in graph mode (v1 strategies).
 
-Each worker is one process running `tf.estimator.train_and_evaluate` in the distribute
-coordinator's independent-worker mode; gradients are all-reduced (collective ring) every step,
-so every worker holds the same weights. Worker 0 is the chief: it writes checkpoints, the train
-log and, after training, the evaluation. TF_CONFIG (JSON) names the cluster and this process:
+Each worker is one process running the training loop (registry.engine.trainer) inside TensorFlow's
+distribute coordinator in independent-worker mode (the same coordinator tf.estimator used: it starts
+the worker's gRPC server and gives the monitored session its target and collective settings);
+gradients are all-reduced (collective ring) every step, so every worker holds the same weights. Worker 0
+is the chief: it writes the checkpoints, the train log and the evaluations; the others save the same
+steps into a scratch dir (saving may run collectives). The model dir must be one directory every worker
+reads (shared storage), as resuming restores its checkpoint on every worker. TF_CONFIG (JSON) names the
+cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
 
@@ -108,9 +112,30 @@ class WeightsFingerprintHook(tf1.train.SessionRunHook):
                        "num_variables": len(values)}, f)
 
 
-def make_strategy():
-    """MultiWorkerMirroredStrategy over TF_CONFIG's workers (ring all-reduce; works on CPU)."""
-    return tf_compat.multi_worker_strategy()
+def scratch_dir(model_dir, index):
+    """Where worker `index` (not the chief) writes its own checkpoints."""
+    return os.path.join(model_dir, "workers", "worker-%d-checkpoints" % index)
+
+
+def run_worker(cluster, model_dir, startup_timeout, train):
+    """Runs `train(strategy, session_config, hooks=...)` as worker `cluster.index` of a MultiWorkerMirroredStrategy
+    over TF_CONFIG's workers (ring all-reduce; works on CPU), inside the distribute coordinator; returns its result.
+
+    Fails fast when this worker's port is taken; a start-up watchdog ends the process, naming the peers that do
+    not answer, when the first step has not run within `startup_timeout` seconds (started before the strategy:
+    TF 2.x's coordination service already waits for every peer there)."""
+    from tensorflow.python.distribute import distribute_coordinator
+    check_own_port(cluster)
+    watchdog = StartupWatchdog(cluster, startup_timeout).start()
+    hooks = [FirstStepHook(watchdog.cancel), WeightsFingerprintHook(model_dir, cluster.index)]
+    try:
+        strategy = tf_compat.multi_worker_strategy()
+        return distribute_coordinator.run_distribute_coordinator(
+            lambda configured: train(configured, None, hooks=hooks), strategy,
+            mode=distribute_coordinator.CoordinatorMode.INDEPENDENT_WORKER,
+            cluster_spec={"worker": list(cluster.workers)}, task_type="worker", task_id=cluster.index)
+    finally:
+        watchdog.cancel()
 
 
 def mirrored_strategy(device, replicas):
@@ -134,14 +159,3 @@ def exit_worker(code):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-class without_tf_config(object):
-    """Context manager hiding TF_CONFIG, so that a plain Estimator (the chief's evaluation) runs locally."""
-
-    def __enter__(self):
-        self._saved = os.environ.pop("TF_CONFIG", None)
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            os.environ["TF_CONFIG"] = self._saved

@@ -1,7 +1,7 @@
 """Throughput and latency of any registered network: training steps, and inference of deployed graphs.
 
-Training runs the engine's own graph (the same model_fn as `zoo-run train`) in a plain session
-loop, so the figures are the network's and the input pipeline's, not the Estimator's bookkeeping.
+Training runs the engine's own graph (registry.engine.trainer.build, as `zoo-run train` builds it) in a plain
+session loop, so the figures are the network's and the input pipeline's, not the hooks' bookkeeping.
 Inference runs what `zoo-run export` ships, in one of RUNTIMES:
 - "tf": the frozen graph (variables made constants, so Grappler folds batch norm and the grouped kernels
   once, not every step), read from an export dir (its fixed batch) or frozen from fresh weights; its
@@ -24,14 +24,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from registry import graph_stats, tf_compat
+from registry import graph_stats, spec, tf_compat
 from registry.deploy import export as export_mod, onnx_export
-from registry.engine import devices, schedule
-from registry.engine.model_fn import build_model_fn
+from registry.engine import devices, schedule, trainer
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
-ModeKeys = tf.estimator.ModeKeys
 RUNTIMES = ("tf", "onnxruntime")
 NUMPY_BATCHES = 4   # real-data batches held in memory for onnxruntime
 FRESH = "fresh weights"
@@ -39,13 +37,12 @@ FRESH = "fresh weights"
 Artifact = collections.namedtuple("Artifact", "path hparams fixed_batch")
 
 
-def _dataset(model, mode, hparams, data_path, synthetic):
+def _dataset(model, hparams, data_path, synthetic):
+    """Inference input: synthetic batches, or the eval split repeated."""
     if synthetic:
         from registry.data.synthetic import synthetic_dataset
-        return synthetic_dataset(ModeKeys.TRAIN, hparams)  # repeats forever, for either mode
-    if mode == ModeKeys.TRAIN:
-        return model.input_fn(ModeKeys.TRAIN, hparams, data_path)
-    return model.input_fn(ModeKeys.EVAL, hparams, data_path).repeat()
+        return synthetic_dataset(spec.TRAIN, hparams)  # repeats forever
+    return model.input_fn(spec.EVAL, hparams, data_path).repeat()
 
 
 def _time_steps(step, warmup_steps, steps, windows):
@@ -115,7 +112,7 @@ def onnx_session(model, hparams, export_dir=None):
 def _numpy_batches(model, hparams, data_path, synthetic):
     with tf.Graph().as_default():
         images, _ = tf1.data.make_one_shot_iterator(
-            _dataset(model, ModeKeys.PREDICT, hparams, data_path, synthetic)).get_next()
+            _dataset(model, hparams, data_path, synthetic)).get_next()
         with tf1.Session() as session:
             return [session.run(images) for _ in range(1 if synthetic else NUMPY_BATCHES)]
 
@@ -125,23 +122,23 @@ def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30,
     """{images_per_sec, step_time_ms, windows_ms, runs, latency_ms_p50, latency_ms_p90, runtime, model} of
     TRAIN or PREDICT (inference, in `runtime`, of `export_dir`'s model or fresh weights) steps."""
     batch = hparams["batch_size"]
-    if mode != ModeKeys.TRAIN and runtime == "onnxruntime":
+    if mode != spec.TRAIN and runtime == "onnxruntime":
         session, source = onnx_session(model, hparams, export_dir)
         batches = itertools.cycle(_numpy_batches(model, hparams, data_path, synthetic))
         times = _time_steps(lambda: onnx_export.run(session, next(batches)), warmup_steps, steps, windows)
         return dict(_summary(times, windows, batch), runtime="onnxruntime %s" % onnx_export.versions(
             ("onnxruntime",))["onnxruntime"], model=source)
     with tf.Graph().as_default():
-        images, labels = tf1.data.make_one_shot_iterator(
-            _dataset(model, mode, hparams, data_path, synthetic)).get_next()
-        if mode == ModeKeys.TRAIN:
-            spec = build_model_fn(model, hparams, schedule.Plan(hparams))(
-                images, labels, ModeKeys.TRAIN, tf.estimator.RunConfig())
-            fetch, source = spec.train_op, FRESH
+        initializers = []
+        if mode == spec.TRAIN:
+            built = trainer.build(model, hparams, data_path, schedule.Plan(hparams), devices.resolve("cpu"),
+                                  synthetic=synthetic)
+            fetch, source, initializers = built.train_op, FRESH, built.initializers
         else:
+            images, _ = tf1.data.make_one_shot_iterator(_dataset(model, hparams, data_path, synthetic)).get_next()
             fetch, source = _tf_inference(model, hparams, images, export_dir)
         with tf1.Session() as session:
-            session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()])
+            session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()] + initializers)
             times = _time_steps(lambda: session.run(fetch), warmup_steps, steps, windows)
     return dict(_summary(times, windows, batch), runtime="tensorflow %s" % tf.__version__, model=source)
 
@@ -176,7 +173,7 @@ def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_
               "data": "synthetic" if synthetic else data_path, "params": params, "macs": macs,
               "steps": steps, "warmup_steps": warmup_steps, "windows": windows}
     for name in modes:
-        mode = ModeKeys.TRAIN if name == "train" else ModeKeys.PREDICT
+        mode = spec.TRAIN if name == "train" else spec.PREDICT
         result = measure_mode(model, hparams, mode, data_path, synthetic, steps, warmup_steps, windows,
                               runtime, export_dir)
         for key in ("images_per_sec", "step_time_ms", "windows_ms"):

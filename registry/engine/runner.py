@@ -1,9 +1,11 @@
-"""Train and evaluate any registered network with tf.estimator.
+"""Train and evaluate any registered network: the commands' checks, records and summaries around the
+training loop (registry.engine.trainer) and the evaluator (registry.engine.evaluation).
 
 Resume is automatic (the model dir's latest checkpoint wins, and the run says so); the
 learning rate is a function of the global step, so a resumed run continues the same curve.
 """
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -14,13 +16,12 @@ import tensorflow as tf
 
 from registry import tf_compat
 from registry.data import builder, check, tfrecord
-from registry.engine import devices, distribute, hooks, results, schedule, warm_start as ws
-from registry.engine.background_eval import BackgroundEvaluator, checkpoint_step
-from registry.engine.model_fn import build_model_fn
+from registry.engine import devices, distribute, evaluation, graph, npu, progress, results, schedule, trainer
+from registry.engine import warm_start as ws
+from registry.engine.checkpoints import checkpoint_step
 from registry.errors import DataError, ZooError
 
 tf1 = tf.compat.v1
-ModeKeys = tf.estimator.ModeKeys
 
 
 class TrainingDivergedError(ZooError):
@@ -72,7 +73,7 @@ def training_errors(model_dir, data_path=None, hparams=None):
             yield
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
         last = tf1.train.latest_checkpoint(model_dir)
-        if hooks.NAN_LOSS_MESSAGE in str(err):
+        if graph.NAN_LOSS_MESSAGE in str(err):
             raise TrainingDivergedError(
                 "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
                 "Lower the learning rate (e.g. --set learning_rate=...) and rerun the same command to resume."
@@ -101,43 +102,19 @@ def _misfit_message(checkpoint, misfits, model_dir):
 
 
 def stream_hparams(hparams, start_step):
-    """`hparams` for the train input of a segment starting at `start_step`. A seeded pipeline restarts
-    with each estimator.train call (after every evaluation, and on resume); a seed of its own per
-    start step keeps it reproducible without replaying step 0's images and crops."""
+    """`hparams` for the train input of a run starting at `start_step`. A seeded pipeline restarts with
+    each process (on resume); a seed of its own per start step keeps it reproducible without replaying
+    step 0's images and crops."""
     seed = hparams.get("seed", -1)
     if seed is None or seed < 0 or not start_step:
         return hparams
     return dict(hparams, seed=(seed * 1000003 + start_step) % 2 ** 31)
 
 
-def _input_fn(model, mode, hparams, data_path, synthetic, settings=None):
-    """The Estimator's input_fn. Training on NPU ranks (settings.rank_size > 1) reads this rank's shard: an
-    input context from the device settings (the launch environment), as tf.distribute gives its workers."""
-    if synthetic:
-        from registry.data.synthetic import synthetic_dataset
-        return lambda input_context=None: synthetic_dataset(mode, hparams)
-    shard = None
-    if settings is not None and settings.rank_size > 1 and mode == ModeKeys.TRAIN:
-        shard = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
-    return lambda input_context=None: model.input_fn(mode, hparams, data_path, input_context or shard)
-
-
-def make_estimator(model, hparams, model_dir, plan=None, warm_start=None, settings=None, train_distribute=None,
-                   session_config=None):
-    settings = settings or devices.resolve("cpu")
-    plan = plan or schedule.Plan(hparams, settings.rank_size)
-    seed = hparams.get("seed", -1)
-    return devices.make_estimator(
-        settings, build_model_fn(model, hparams, plan, warm_start, settings), model_dir,
-        seed=seed if seed is not None and seed >= 0 else None,
-        save_checkpoints_steps=devices.align_steps(settings, hparams.get("save_checkpoints_steps", 5000)),
-        keep_checkpoint_max=hparams.get("keep_checkpoint_max", 5), train_distribute=train_distribute,
-        session_config=session_config)
-
-
-def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=None, log=print, history=True,
+def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=None, log=print, history=True,
              settings=None, replicas=None):
-    """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records.
+    """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records and TensorBoard
+    events (`<model_dir>/eval`). `evaluator`: a training run's own (evaluation.Evaluator), else one is built.
 
     The checkpoint's epoch is the one its training recorded (`results.recorded_epoch`); without a train
     log it is computed from `hparams` and `replicas` (default: the device settings' rank size)."""
@@ -145,26 +122,27 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, estimator=No
     checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
-    # A training run's own estimator evaluates its own checkpoints; anything else is checked first.
-    misfits = [] if estimator else ws.checkpoint_misfits(model, hparams, checkpoint)
-    estimator = estimator or make_estimator(model, hparams, model_dir, settings=settings)
-    if misfits:
-        raise ZooError("the checkpoint %s does not fit the model being evaluated (%s). Evaluate it with the hparams "
-                       "it was trained with (its model dir's hparams.json; no --set of num_classes or the network)."
-                       % (checkpoint, _summary_of(misfits)))
-    start = time.time()
-    with data_errors(data_path, "validation", hparams):
-        metrics = estimator.evaluate(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False),
-                                     checkpoint_path=checkpoint)
-    seconds = time.time() - start
-    step = int(metrics["global_step"])
+    own = evaluator is None
+    if own:   # a training run's own evaluator evaluates its own checkpoints; anything else is checked first
+        misfits = ws.checkpoint_misfits(model, hparams, checkpoint)
+        if misfits:
+            raise ZooError("the checkpoint %s does not fit the model being evaluated (%s). Evaluate it with the "
+                           "hparams it was trained with (its model dir's hparams.json; no --set of num_classes or "
+                           "the network)." % (checkpoint, _summary_of(misfits)))
+    try:
+        with data_errors(data_path, "validation", hparams):
+            evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path)
+            metrics = evaluator(checkpoint)
+    finally:
+        if own and evaluator is not None:
+            evaluator.close()
+    step = metrics["global_step"]
     epoch = results.recorded_epoch(model_dir, step)
     if epoch is None:
         epoch = schedule.Plan(hparams, replicas).epoch(step)
-    record = {"global_step": step, "epoch": round(epoch, 4), "top1": float(metrics["top1"]),
-              "top5": float(metrics["top5"]), "loss": float(metrics["cross_entropy"]),
-              "num_images": int(round(metrics["num_images"])), "checkpoint": checkpoint,
-              "eval_images_per_sec": metrics["num_images"] / seconds, "time": time.time()}
+    record = {"global_step": step, "epoch": round(epoch, 4), "top1": metrics["top1"], "top5": metrics["top5"],
+              "loss": metrics["loss"], "num_images": metrics["num_images"], "checkpoint": checkpoint,
+              "eval_images_per_sec": metrics["num_images"] / max(metrics["seconds"], 1e-9), "time": time.time()}
     train_log = results.read_train_log(model_dir)
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
@@ -201,65 +179,95 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
 
     `replicas` > 1 trains with a MirroredStrategy over that many local devices. With a multi-worker
     TF_CONFIG in the environment, this process is one worker of a MultiWorkerMirroredStrategy run
-    (see `registry.engine.distribute`).
+    (see `registry.engine.distribute`); worker 0, the chief, evaluates and keeps the records.
 
     Writes `run_summary.json` (this run's throughput, loss, accuracy, duration) and returns the
-    last eval record (None with synthetic data or `skip_eval`).
+    last eval record (None with synthetic data, `skip_eval`, or on a worker that is not the chief).
     """
-    skip_eval = skip_eval or synthetic
     settings = settings or devices.resolve("cpu")
     for note in settings.launch.notes if settings.launch else ():
         log(note)
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
         eval_every_epochs = hparams.get("eval_every_epochs")
+    run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
+                            eval_every_epochs, max_steps, skip_eval or synthetic, log)
     cluster = settings.launch.cluster if settings.launch else None
     if cluster:
-        return _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
-                                   eval_every_epochs, warm_start_from, settings, startup_timeout, log)
+        return distribute.run_worker(cluster, model_dir, startup_timeout, functools.partial(run, cluster=cluster))
     strategy, session_config = distribute.mirrored_strategy(settings.device, replicas) if replicas > 1 else (None, None)
-    plan = schedule.Plan(hparams, settings.rank_size * replicas)
-    last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
-    _prepare_model_dir(model_dir, hparams, data_path, log)
+    return run(strategy, session_config)
 
+
+def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synthetic, eval_every_epochs, max_steps,
+           skip_eval, log, strategy, session_config, hooks=(), cluster=None):
+    chief = cluster is None or cluster.index == 0
+    say = log if chief else _silent
+    plan = schedule.Plan(hparams, settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1))
+    last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
+    if chief:
+        _prepare_model_dir(model_dir, hparams, data_path, log)
     latest = tf1.train.latest_checkpoint(model_dir)
     start_step = checkpoint_step(latest)
     if latest:
         _check_resume(model, hparams, latest, model_dir)
         epoch = results.recorded_epoch(model_dir, start_step)
-        log("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
+        say("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
                                                              plan.epoch(start_step) if epoch is None else epoch))
     else:
-        log("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s schedule)"
-            % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr,
-               plan.schedule))
+        say("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
+            "schedule)" % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
+                           plan.global_batch, plan.peak_lr, plan.schedule))
+    warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), say)
+    if cluster:
+        log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
+            % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
+               plan.num_replicas, plan.global_batch, plan.peak_lr))
+    targets = [] if skip_eval else _eval_steps(plan, start_step, eval_every_epochs, last_step, settings)
+    evaluator, records = None, []
 
-    warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log)
-    estimator = make_estimator(model, hparams, model_dir, plan, warm, settings, strategy, session_config)
-    started, record, segment_start = time.time(), None, start_step
-    targets = _eval_steps(plan, start_step, None if skip_eval else eval_every_epochs, last_step, settings)
-    for target in targets:
+    def evaluate_checkpoint(step, checkpoint):
+        records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=evaluator,
+                                log=log, replicas=plan.num_replicas))
+
+    input_context = None   # NPU ranks: this rank's shard of the files, as tf.distribute gives its workers
+    if settings.rank_size > 1:
+        input_context = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
+    seed = hparams.get("seed", -1)
+    started = time.time()
+    try:
+        if chief and targets:
+            with data_errors(data_path, "validation", hparams):
+                evaluator = evaluation.Evaluator(model, hparams, data_path)
         with training_errors(model_dir, None if synthetic else data_path, hparams):
-            estimator.train(_input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, segment_start), data_path,
-                                      synthetic, settings), max_steps=target)
-        segment_start = target
-        if not skip_eval:
-            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
-                              replicas=plan.num_replicas)
+            trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings, last_step,
+                          chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
+                          input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
+                          checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
+                          hooks=hooks, session_config=session_config, seed=seed)
+    finally:
+        if evaluator is not None:
+            evaluator.close()
+    elapsed = time.time() - started
+    if not chief:
+        log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
+        return None
     final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    record = records[-1] if records else None
     if record is None and not skip_eval:  # already trained to the end: the final checkpoint's result
         record = results.read_json(model_dir, results.EVAL_RESULTS)
         if not record or record.get("global_step") != final_step:   # e.g. `zoo-run eval --checkpoint` since
-            record = evaluate(model, hparams, data_path, model_dir, estimator=estimator, log=log,
-                              replicas=plan.num_replicas)
-    elapsed = time.time() - started
-    summary = "Done: step %d/%d (epoch %.2f) on %s in %s" % (
-        final_step, plan.total_steps, plan.epoch(final_step), settings.device, hooks.format_duration(elapsed))
+            record = evaluate(model, hparams, data_path, model_dir, log=log, replicas=plan.num_replicas)
+    summary = "Done: step %d/%d (epoch %.2f) on %s%s in %s" % (
+        final_step, plan.total_steps, plan.epoch(final_step), settings.device,
+        " x %d workers" % len(cluster.workers) if cluster else "", progress.format_duration(elapsed))
     if record:
         summary += "; held-out top-1 %.4f, top-5 %.4f, loss %.4f over %d images" % (
             record["top1"], record["top5"], record["loss"], record["num_images"])
     log(summary + "; model dir %s" % model_dir)
-    results.write_json(model_dir, results.RUN_SUMMARY, _run_summary(
-        model_dir, plan, settings, start_step, final_step, started, elapsed, record))
+    run_summary = _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record)
+    if cluster:
+        run_summary["workers"] = len(cluster.workers)
+    results.write_json(model_dir, results.RUN_SUMMARY, run_summary)
     return record
 
 
@@ -315,7 +323,7 @@ def _silent(*args):
 
 
 def _plan_warm_start(model, hparams, warm_start_from, resuming, log):
-    """(checkpoint, assignment) for make_estimator, or None: resuming a checkpoint wins over a warm start."""
+    """(checkpoint, assignment) for the train step, or None: resuming a checkpoint wins over a warm start."""
     if not warm_start_from:
         return None
     if resuming:
@@ -327,75 +335,6 @@ def _plan_warm_start(model, hparams, warm_start_from, resuming, log):
         warm.checkpoint, len(warm.assignment), len(warm.skipped),
         "".join("\n  skipped %s: %s" % item for item in warm.skipped)))
     return warm.checkpoint, warm.assignment
-
-
-def _train_multi_worker(model, hparams, data_path, model_dir, cluster, synthetic, max_steps, skip_eval,
-                        eval_every_epochs, warm_start_from, settings, startup_timeout, log):
-    """One worker of a MultiWorkerMirroredStrategy run: trains to the last step in lockstep with its peers.
-    The chief (worker 0) also evaluates every `eval_every_epochs` from a background thread, and the
-    final checkpoint, then writes the run summary."""
-    chief = cluster.index == 0
-    distribute.check_own_port(cluster)
-    # Started before the strategy: TF 2.15's coordination service already waits for every peer there.
-    watchdog = distribute.StartupWatchdog(cluster, startup_timeout).start()
-    strategy = distribute.make_strategy()
-    plan = schedule.Plan(hparams, strategy.num_replicas_in_sync)
-    last_step = min(plan.total_steps, max_steps or plan.total_steps)
-    if chief:
-        _prepare_model_dir(model_dir, hparams, data_path, log)
-    latest = tf1.train.latest_checkpoint(model_dir)
-    start_step = checkpoint_step(latest)
-    if latest:
-        _check_resume(model, hparams, latest, model_dir)
-    warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), log if chief else _silent)
-    log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
-        % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
-           strategy.num_replicas_in_sync, plan.global_batch, plan.peak_lr))
-    targets = [] if skip_eval else _eval_steps(plan, start_step, eval_every_epochs, last_step, settings)
-    # A checkpoint at least every eval interval, so that each evaluation finds one at its boundary.
-    every = _eval_interval(plan, eval_every_epochs, last_step, settings) if targets else last_step
-    run_hparams = dict(hparams, save_checkpoints_steps=min(hparams.get("save_checkpoints_steps", 5000), every))
-    estimator = make_estimator(model, run_hparams, model_dir, plan, warm, settings=settings, train_distribute=strategy)
-    evaluator = None
-    if chief and not skip_eval:
-        with distribute.without_tf_config():   # a plain local Estimator for the evaluations
-            eval_estimator = make_estimator(model, hparams, model_dir, settings=settings)
-
-        def evaluate_checkpoint(checkpoint=None):
-            return evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, estimator=eval_estimator,
-                            log=log, replicas=plan.num_replicas)
-
-        evaluator = BackgroundEvaluator(model_dir, targets, evaluate_checkpoint)
-        evaluator.start()
-    train_spec = tf.estimator.TrainSpec(
-        _input_fn(model, ModeKeys.TRAIN, stream_hparams(hparams, start_step), data_path, synthetic),
-        max_steps=last_step,
-        hooks=[distribute.FirstStepHook(watchdog.cancel), distribute.WeightsFingerprintHook(model_dir, cluster.index)])
-    eval_spec = tf.estimator.EvalSpec(_input_fn(model, ModeKeys.EVAL, hparams, data_path, False), steps=None)
-    started = time.time()
-    try:
-        with training_errors(model_dir, None if synthetic else data_path, hparams):
-            tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
-    finally:
-        watchdog.cancel()
-    elapsed = time.time() - started
-    if not chief:
-        log("worker %d done in %s" % (cluster.index, hooks.format_duration(elapsed)))
-        return None
-    final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
-    record = None
-    if evaluator is not None:
-        with data_errors(data_path, "validation", hparams):
-            records = evaluator.finish()
-            record = records[-1] if records and records[-1]["global_step"] == final_step else \
-                evaluate_checkpoint()   # e.g. a rerun of a finished run
-    log("Done: step %d/%d on %d workers in %s%s; model dir %s" % (
-        final_step, plan.total_steps, len(cluster.workers), hooks.format_duration(elapsed),
-        "; held-out top-1 %.4f over %d images" % (record["top1"], record["num_images"]) if record else "", model_dir))
-    summary = _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record)
-    summary["workers"] = len(cluster.workers)
-    results.write_json(model_dir, results.RUN_SUMMARY, summary)
-    return record
 
 
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
@@ -415,4 +354,5 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
         "eval_top1": record["top1"] if record else None, "eval_top5": record["top5"] if record else None,
         "started": started, "seconds": elapsed,
         "environment": {"applied": dict(settings.launch.applied), "ignored": dict(settings.launch.ignored)}
-        if settings.launch else None}
+        if settings.launch else None,
+        "npu_options": npu.optimizer_options(settings, model_dir) if settings.device == "npu" else None}

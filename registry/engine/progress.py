@@ -8,8 +8,6 @@ from registry.engine import results
 
 tf1 = tf.compat.v1
 
-NAN_LOSS_MESSAGE = "NaN or Inf loss"
-
 
 def format_duration(seconds):
     seconds = int(round(seconds))
@@ -27,10 +25,11 @@ class ProgressHook(tf1.train.SessionRunHook):
     record of training (read by the ModelZoo scripts and tests, never parsed from log text).
     """
 
-    def __init__(self, plan, step_tensor, tensors, model_dir=None, every_secs=10.0, stream=None):
-        """`step_tensor` reads the global step before the train op updates it."""
+    def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None):
+        """`tensors`: {name: scalar tensor} with step (the global step before the train op updates it), loss, lr,
+        train_accuracy and optionally loss_scale (graph.TrainStep.reported). `model_dir`: where the train log and the
+        TensorBoard images/sec go (None: print only, as on the workers that are not the chief)."""
         self._plan = plan
-        self._step_tensor = step_tensor
         self._tensors = tensors
         self._model_dir = model_dir
         self._every_secs = every_secs
@@ -44,7 +43,7 @@ class ProgressHook(tf1.train.SessionRunHook):
         self._latest = None
 
     def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(dict(self._tensors, step=self._step_tensor))
+        return tf1.train.SessionRunArgs(self._tensors)
 
     def after_run(self, run_context, run_values):
         values = run_values.results

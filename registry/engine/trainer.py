@@ -1,0 +1,113 @@
+"""The training loop: one graph, one monitored session, hooks.
+
+    graph     the input pipeline, one `graph.train_step` per replica (a tf.distribute strategy's, or a plain
+              graph's), the device's own wrapping (registry.engine.npu on the Ascend NPU)
+    session   `MonitoredTrainingSession`: restores the model dir's latest checkpoint (resume) or initialises
+              (warm start applied), and under a multi-worker strategy's worker context opens the worker's
+              target with the strategy's session config
+    hooks     progress (registry.engine.progress), checkpoints and the evaluations after them
+              (registry.engine.checkpoints), stop at the last step, plus the caller's (multi-worker, NPU)
+    loop      `while not session.should_stop(): session.run(train_op)`
+
+This is what tf.estimator did underneath, without it: the same model dir layout (model.ckpt-<step>, sharded,
+relative paths, TensorBoard events), so model dirs of either engine resume into the other. Works on any
+TensorFlow from 1.15 to 2.21.
+"""
+import collections
+import contextlib
+
+import tensorflow as tf
+
+from registry import spec
+from registry.engine import checkpoints, graph, npu, progress
+
+tf1 = tf.compat.v1
+
+SUMMARY_STEPS = 100   # TensorBoard scalars every this many steps
+
+TrainGraph = collections.namedtuple("TrainGraph", "train_op reported initializers")
+TrainGraph.__doc__ = """train_op: one step of every replica; reported: the first replica's graph.TrainStep.reported;
+initializers: the input iterators' initializer ops, to run once the session exists."""
+
+
+class _InitializeHook(tf1.train.SessionRunHook):
+    """Runs `ops` (the input iterators' initializers) once the session exists, after restore or initialisation."""
+
+    def __init__(self, ops):
+        self._ops = ops
+
+    def after_create_session(self, session, coord):
+        session.run(self._ops)
+
+
+def _first_replica(value, strategy):
+    return strategy.experimental_local_results(value)[0] if strategy else value
+
+
+def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=None, synthetic=False,
+          input_context=None):
+    """In the default graph: the global step, the input pipeline (this worker's shard when `input_context`, a
+    tf.distribute.InputContext, is given) and the train step, on one device or on each replica of `strategy`.
+    Synthetic data replaces the plugin's input_fn when asked. Returns a TrainGraph."""
+    def input_fn(context=None):
+        if synthetic:
+            from registry.data.synthetic import synthetic_dataset
+            return synthetic_dataset(spec.TRAIN, hparams)
+        return model.input_fn(spec.TRAIN, hparams, data_path, context or input_context)
+
+    def replica_step(images, labels):
+        return graph.train_step(model, hparams, plan, settings, images, labels, warm_start)
+
+    if strategy is None:
+        iterator = tf1.data.make_initializable_iterator(input_fn())
+        tf1.train.get_or_create_global_step()
+        step = replica_step(*iterator.get_next())
+        initializers = [iterator.initializer]
+        train_op = step.train_op
+    else:
+        with strategy.scope():
+            iterator = strategy.make_input_fn_iterator(input_fn)
+            tf1.train.get_or_create_global_step()
+            step = strategy.extended.call_for_each_replica(replica_step, args=iterator.get_next())
+            initializers = iterator.initialize()
+            train_op = strategy.group(step.train_op)
+    reported = {name: _first_replica(value, strategy) for name, value in step.reported.items()}
+    return TrainGraph(train_op, reported, initializers)
+
+
+def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief=True, strategy=None,
+          warm_start=None, synthetic=False, input_context=None, eval_steps=(), after_eval_save=None,
+          checkpoint_dir=None, hooks=(), session_config=None, seed=None):
+    """Trains in the model dir until the global step reaches `last_step` (resuming its latest checkpoint).
+
+    Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
+    `after_eval_save(step, checkpoint)` runs, e.g. an evaluation) and at the end, into `checkpoint_dir` (default
+    the model dir; a worker that is not the chief writes its own copies elsewhere). The chief keeps the train
+    log and TensorBoard events. `hooks` are added to the engine's own; `seed` >= 0 seeds the graph.
+    """
+    with tf.Graph().as_default():
+        if seed is not None and seed >= 0:
+            tf1.set_random_seed(seed)
+        built = build(model, hparams, data_path, plan, settings, strategy, warm_start, synthetic, input_context)
+        train_op, all_hooks = built.train_op, [_InitializeHook(built.initializers)]
+        if settings.device == "npu":
+            train_op, npu_hooks = npu.training(settings, train_op)
+            all_hooks += npu_hooks
+            session_config = npu.session_config(settings, model_dir, session_config)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            saver = checkpoints.make_saver(hparams.get("keep_checkpoint_max", 5))
+        every = hparams.get("save_checkpoints_steps", 5000)
+        all_hooks += [
+            progress.ProgressHook(plan, built.reported, model_dir=model_dir if chief else None),
+            tf1.train.StopAtStepHook(last_step=last_step),
+            checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps,
+                                       after_eval_save if chief else None),
+        ] + list(hooks)
+        with tf1.train.MonitoredTrainingSession(
+                checkpoint_dir=model_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
+                save_checkpoint_secs=None, save_checkpoint_steps=None, log_step_count_steps=None,
+                save_summaries_steps=SUMMARY_STEPS if chief else None, save_summaries_secs=None,
+                config=session_config) as session:
+            while not session.should_stop():
+                session.run(train_op)
+
