@@ -97,8 +97,9 @@ def decode_rate(jpegs, batch, seconds, threads, session_config):
 def pipeline_rate(data_path, hparams, seconds, session_config):
     import tensorflow as tf
     from modelzoo_shufflenet import preprocessing
+    from registry import spec
     with tf.Graph().as_default():
-        data = preprocessing.input_fn(tf.estimator.ModeKeys.TRAIN, hparams, data_path)
+        data = preprocessing.input_fn(spec.TRAIN, hparams, data_path)
         images, labels = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         fetch = [images[0, 0, 0, 0], labels[0]]   # the batch is produced in full; fetch a scalar of it
         return _rate(fetch, hparams["batch_size"], seconds, 10, session_config)

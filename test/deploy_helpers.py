@@ -49,14 +49,16 @@ def import_tiny(monkeypatch, model_dir, source=ZIP_FILE):
     return json.load(open(os.path.join(str(model_dir), "hparams.json")))
 
 
-def estimator_logits(model, hparams, model_dir, images):
-    """Logits of the model dir's checkpoint through the engine's estimator (PREDICT mode)."""
+def engine_logits(model, hparams, model_dir, images):
+    """Logits of the model dir's latest checkpoint on `images`, through the engine's inference graph."""
     import tensorflow as tf
-    from registry.engine import runner
-    estimator = runner.make_estimator(model, hparams, str(model_dir))
-    outputs = estimator.predict(lambda: tf.data.Dataset.from_tensor_slices(images).batch(len(images)),
-                                yield_single_examples=False)
-    return next(iter(outputs))["logits"]
+    from registry.engine import graph
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        logits = graph.logits(model, tf.constant(images), False, hparams)
+        with tf1.Session() as session:
+            tf1.train.Saver().restore(session, tf1.train.latest_checkpoint(str(model_dir)))
+            return session.run(logits)
 
 
 class Tensor(object):

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from modelzoo_shufflenet import preprocessing  # noqa: E402
 from modelzoo_shufflenet.models import _DEFAULT_HPARAMS, SHUFFLENETV1_G3  # noqa: E402
+from registry import spec  # noqa: E402
 from registry.data import builder, demo, pipeline, synthetic, tfrecord, transforms  # noqa: E402
 from registry.errors import DataError  # noqa: E402
 
@@ -171,7 +172,7 @@ def test_eval_round_trip_matches_numpy_and_covers_every_image_once(data, mode):
     for r, p in zip(recs, pixels):                        # the decoder agrees with PIL's, roughly
         assert np.abs(p.astype(float) - np.asarray(Image.open(io.BytesIO(r["image"])).convert("RGB"))).mean() < 3
     expected = [np_eval_image(p, mode=mode) for p in pixels]
-    batches = run(preprocessing.input_fn(tf.estimator.ModeKeys.EVAL, hparams(eval_resize=mode), data))
+    batches = run(preprocessing.input_fn(spec.EVAL, hparams(eval_resize=mode), data))
 
     assert len(batches) == pipeline.num_batches(N, 4, False) == 6
     for images, labels in batches:
@@ -204,7 +205,7 @@ def test_records_keep_labels_and_class_text(data):
 
 @in_graph
 def test_train_batches_are_static_normalised_and_repeat(data):
-    dataset = preprocessing.input_fn(tf.estimator.ModeKeys.TRAIN, hparams(batch_size=8), data)
+    dataset = preprocessing.input_fn(spec.TRAIN, hparams(batch_size=8), data)
     assert tf1.data.get_output_shapes(dataset)[0].as_list() == [8, 32, 32, 3]
     batches = run(dataset, max_batches=8)                   # 64 images > 3 epochs of 21
     assert len(batches) == 8

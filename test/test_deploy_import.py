@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from deploy_helpers import (FULL_SIZE_SHAPES, LEGACY_FILE, TINY, TINY_NAME, TOLERANCE, ZIP_FILE, estimator_logits,
+from deploy_helpers import (FULL_SIZE_SHAPES, LEGACY_FILE, TINY, TINY_NAME, TOLERANCE, ZIP_FILE, engine_logits,
                             import_tiny, reference_inputs, reference_logits, tiny_model, use_tiny_model, zoo_run)
 from modelzoo_shufflenet import models, weights
 from registry.deploy import torch_checkpoint as tc
@@ -58,7 +58,7 @@ def test_imported_weights_give_the_reference_logits(kind, imported):
     assert report["format"] == kind
     assert report["tensors_in_file"] == TINY["num_tensors"]
 
-    logits = estimator_logits(model, params, model_dir, reference_inputs())
+    logits = engine_logits(model, params, model_dir, reference_inputs())
     diff = np.abs(logits - reference_logits()).max()
     print("max abs logit difference vs the PyTorch reference (%s): %.2e" % (report["format"], diff))
     assert diff <= TOLERANCE

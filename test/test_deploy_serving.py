@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deploy_helpers import (TINY, TINY_NAME, TOLERANCE, ZIP_FILE, estimator_logits, reference_inputs,
+from deploy_helpers import (TINY, TINY_NAME, TOLERANCE, ZIP_FILE, engine_logits, reference_inputs,
                             reference_logits, tiny_model, use_tiny_model, zoo_run)
 from registry.data.demo import demo_data_path
 from registry.deploy import export as export_mod, labels, predict
@@ -49,9 +49,9 @@ def deployed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint_logits(deployed):
-    """The imported checkpoint's logits on the committed inputs, through the engine's estimator."""
+    """The imported checkpoint's logits on the committed inputs, through the engine's inference graph."""
     model_dir = deployed[0]
-    return estimator_logits(tiny_model(), _params(model_dir), model_dir, reference_inputs())
+    return engine_logits(tiny_model(), _params(model_dir), model_dir, reference_inputs())
 
 
 def _params(model_dir):

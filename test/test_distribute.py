@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from checkpoint_helpers import assert_backbone_warm_started
 
-from registry.engine import background_eval, environment, launcher
+from registry.engine import environment, launcher
 from registry.errors import ZooError
 
 
@@ -40,25 +40,6 @@ def test_tf_config_parsing():
         ["train", "x", "--max_steps=3"]
     ports = launcher.free_ports(3)
     assert len(set(ports)) == 3
-
-
-def test_background_evaluator_takes_the_first_checkpoint_at_or_after_each_target(tmp_path):
-    model_dir = str(tmp_path)
-    paths = [os.path.join(model_dir, "model.ckpt-%d" % step) for step in (2, 4, 10)]
-    tf.compat.v1.train.update_checkpoint_state(model_dir, paths[-1], all_model_checkpoint_paths=paths)
-    evaluated = []
-    evaluator = background_eval.BackgroundEvaluator(model_dir, [9, 3, 6], lambda path: evaluated.append(path) or path,
-                                                    poll_seconds=0.01)
-    evaluator.start()
-    assert evaluator.finish() == [paths[1], paths[2]] == evaluated    # 4 settles 3; 10 settles 6 and 9
-
-    def broken(path):
-        raise ValueError("cannot evaluate %s" % path)
-
-    failing = background_eval.BackgroundEvaluator(model_dir, [1], broken, poll_seconds=0.01)
-    failing.start()
-    with pytest.raises(ValueError, match="cannot evaluate .*model.ckpt-2"):
-        failing.finish()
 
 
 def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_run):

@@ -193,19 +193,19 @@ class _Linear(object):
     """The smallest network: one dense layer over the flattened pixels."""
 
     def build_model(self, images, is_training, hparams):
-        flat = tf1.layers.flatten(images)
+        flat = tf.reshape(images, [images.shape[0], -1])
         kernel = tf1.get_variable("kernel", [flat.shape.as_list()[1], hparams["num_classes"]], images.dtype)
         return tf.matmul(flat, kernel)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_nesterov_momentum_is_an_hparam(nesterov):
-    from registry.engine.model_fn import build_model_fn
+    from registry.engine import graph
     hparams = dict(batch_size=2, learning_rate=0.1, epochs=1.0, num_classes=3, image_size=4, num_train_images=2,
                    nesterov=nesterov)
     with tf.Graph().as_default() as graph:
         images, labels = tf.zeros([2, 4, 4, 3]), tf.constant([0, 2])
-        build_model_fn(_Linear(), hparams, schedule.Plan(hparams))(
-            images, labels, tf.estimator.ModeKeys.TRAIN, tf.estimator.RunConfig())
+        tf1.train.get_or_create_global_step()
+        graph.train_step(_Linear(), hparams, schedule.Plan(hparams), None, images, labels)
         updates = [op for op in graph.get_operations() if op.type.endswith("ApplyMomentum")]
     assert updates and [op.get_attr("use_nesterov") for op in updates] == [nesterov] * len(updates)

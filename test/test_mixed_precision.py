@@ -7,8 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from modelzoo_shufflenet import models
-from registry.engine import devices, schedule
-from registry.engine.model_fn import build_model_fn
+from registry.engine import devices, graph, schedule
 
 tf1 = tf.compat.v1
 MODEL = models.SHUFFLENETV1_G3
@@ -20,8 +19,9 @@ def _train_graph(precision_mode, batch=4, size=32):
     rng = np.random.RandomState(0)
     images = tf.constant(rng.rand(batch, size, size, 3).astype(np.float32))
     labels = tf.constant(np.arange(batch, dtype=np.int32) % hparams["num_classes"])
-    model_fn = build_model_fn(MODEL, hparams, schedule.Plan(hparams), settings=devices.resolve("cpu", precision_mode))
-    return model_fn(images, labels, tf.estimator.ModeKeys.TRAIN, tf.estimator.RunConfig())
+    tf1.train.get_or_create_global_step()
+    return graph.train_step(MODEL, hparams, schedule.Plan(hparams), devices.resolve("cpu", precision_mode), images,
+                            labels)
 
 
 def test_force_fp16_computes_in_float16_keeps_float32_weights_and_skips_overflow_steps():
@@ -38,7 +38,7 @@ def test_force_fp16_computes_in_float16_keeps_float32_weights_and_skips_overflow
             initial = session.run(kernel)
             # The initial scale (2**15) makes this network's float16 gradients overflow: skipped, scale halved.
             assert session.run(scale) == devices.TF_LOSS_SCALE["initial_loss_scale"]
-            loss = session.run([spec.train_op, spec.loss])[1]
+            loss = session.run([spec.train_op, spec.reported['loss']])[1]
             assert np.isfinite(loss)
             assert session.run(step) == 0 and session.run(scale) == 2 ** 14
             np.testing.assert_array_equal(session.run(kernel), initial)
@@ -50,7 +50,7 @@ def test_force_fp16_computes_in_float16_keeps_float32_weights_and_skips_overflow
             final_scale = session.run(scale)
             assert final_scale < 2 ** 14 and runs - 3 == np.log2(2 ** 15 / final_scale)  # one halving per skip
             assert np.abs(session.run(kernel) - initial).max() > 0
-            assert np.isfinite(session.run(spec.loss))
+            assert np.isfinite(session.run(spec.reported['loss']))
 
 
 def test_allow_mix_precision_on_cpu_is_loss_scaling_around_a_float32_graph():
@@ -64,7 +64,7 @@ def test_allow_mix_precision_on_cpu_is_loss_scaling_around_a_float32_graph():
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             initial = session.run(kernel)
-            losses = [session.run([spec.train_op, spec.loss])[1] for _ in range(3)]
+            losses = [session.run([spec.train_op, spec.reported['loss']])[1] for _ in range(3)]
             # float32 gradients do not overflow at 2**15: every step applies and the scale stays.
             assert session.run(step) == 3 and session.run(scale) == devices.TF_LOSS_SCALE["initial_loss_scale"]
             assert np.all(np.isfinite(losses)) and np.abs(session.run(kernel) - initial).max() > 0

@@ -40,6 +40,7 @@ class CheckpointHook(tf1.train.SessionRunHook):
         self._prefix = "%s/%s" % (self._directory.rstrip("/"), CHECKPOINT_NAME)
 
     def after_create_session(self, session, coord):
+        tf1.gfile.MakeDirs(self._directory)
         step = int(session.run(self._global_step))
         self._last_saved = checkpoint_step(tf1.train.latest_checkpoint(self._directory))
         self._next_every = (step // self._every + 1) * self._every

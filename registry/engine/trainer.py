@@ -17,6 +17,7 @@ import collections
 import contextlib
 
 import tensorflow as tf
+from tensorflow.python.training import training_util
 
 from registry import spec
 from registry.engine import checkpoints, graph, npu, progress
@@ -67,7 +68,11 @@ def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=N
     else:
         with strategy.scope():
             iterator = strategy.make_input_fn_iterator(input_fn)
-            tf1.train.get_or_create_global_step()
+            global_step = tf1.train.get_or_create_global_step()
+            # The hooks' cached read of the step (SummarySaverHook, StopAtStepHook): without this one, made as
+            # Estimator made it, it is `initialized_value() + 0`, which under a multi-worker strategy runs the
+            # variable's initial value again, a broadcast from the chief that no peer answers: a hang.
+            tf1.add_to_collection(training_util.GLOBAL_STEP_READ_KEY, strategy.extended.read_var(global_step))
             step = strategy.extended.call_for_each_replica(replica_step, args=iterator.get_next())
             initializers = iterator.initialize()
             train_op = strategy.group(step.train_op)
