@@ -20,10 +20,8 @@ Networks are plugins: any installed distribution that publishes an object in the
 
 
 def _quiet_tensorflow():
-    import tensorflow as tf
-    from registry import tf_compat  # noqa: F401  (the lane's own warning filters)
-    tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
-    return tf
+    from registry import tf_compat
+    return tf_compat.quiet()
 
 
 LATENCY_STEPS = 300  # single-image runs of `zoo-run perf --latency`
@@ -242,12 +240,9 @@ def add_hparam_arguments(parser, preset=True):
     if preset:
         parser.add_argument("--preset", help="a named recipe of the model (see `zoo-run describe NAME`)")
     parser.add_argument("--config", type=paths.expand, metavar="FILE.yaml", help="YAML file of hparam overrides")
-    set_argument(parser, "override hparams, typed like their defaults: --set a=1 b=2, or --set a=1 --set b=2")
+    hp.add_set_argument(parser, "override hparams, typed like their defaults: --set a=1 b=2, or --set a=1 --set b=2")
 
 
-def set_argument(parser, help_text):
-    """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable (a list of lists; hparams.parse_set_args flattens it)."""
-    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", default=[], help=help_text)
 
 
 def build_parser():

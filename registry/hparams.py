@@ -134,3 +134,9 @@ def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
     if config_file:
         hparams = apply_overrides(hparams, load_yaml(config_file), config_file)
     return apply_overrides(hparams, parse_set_args(set_args), "--set")
+
+
+def add_set_argument(parser, help_text):
+    """`--set KEY=VALUE [KEY=VALUE ...]` on an argparse parser, repeatable (a list of lists; parse_set_args
+    flattens it)."""
+    parser.add_argument("--set", action="append", nargs="+", metavar="KEY=VALUE", default=[], help=help_text)

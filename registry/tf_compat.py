@@ -12,6 +12,7 @@ Code elsewhere uses names that exist in both (`tf.compat.v1.*`, `tf.math.divide_
 `tf.compat.v1.nn.in_top_k`, ...) and asks this module, never `tf.__version__`, for anything that differs.
 """
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -22,6 +23,15 @@ LANES = {
     "tf1": "Python 3.7 + tensorflow==1.15.0 (make STACK=tf1; the Ascend NPU lane)",
     "tf2": "Python 3.10-3.13 + tensorflow==2.21.0 (make STACK=tf2; current CPUs and CUDA 12 GPUs)",
 }
+
+
+def quiet():
+    """Hides TensorFlow's Python-side INFO/WARNING log and the lane's known harmless warnings; returns `tf`."""
+    tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
+    # TF 2.x, on reading the options of a tf.data dataset in graph mode (tf.distribute's input iterators do):
+    # the legacy behaviour, which the v1 graph relies on.
+    warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options across serialization")
+    return tf
 
 
 def describe():

@@ -33,10 +33,10 @@ it implies. Exit status 1 when a problem was found."""
 
 
 def cmd_check(args):
-    from registry.cli import _quiet_tensorflow
-    from registry.data import check, tfrecord
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF's own log of each broken JPEG: the check names them
-    _quiet_tensorflow()
+    from registry import tf_compat
+    from registry.data import check, tfrecord
+    tf_compat.quiet()
     paths.require_dir(args.data_dir, "data dir")
     splits = [args.split] if args.split else list(tfrecord.SPLITS)
     problems = check.check(args.data_dir, splits, num_classes=args.num_classes, label_offset=args.label_offset,

@@ -8,8 +8,8 @@ from registry.errors import ZooError
 
 
 def _quiet_tensorflow():
-    from registry.cli import _quiet_tensorflow as quiet
-    return quiet()
+    from registry import tf_compat
+    return tf_compat.quiet()
 
 
 def model_dir_hparams(model, model_dir, set_args=()):
@@ -63,7 +63,6 @@ def cmd_predict(args):
 
 def register(subparsers):
     """Adds predict, export and import-weights to zoo-run's subcommands."""
-    from registry.cli import set_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
         description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; EXIF orientation applied, as a viewer "
@@ -78,7 +77,7 @@ def register(subparsers):
                    help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    set_argument(p, "override one of the model dir's hparams (repeatable)")
+    hp.add_set_argument(p, "override one of the model dir's hparams (repeatable)")
     p.set_defaults(func=cmd_predict)
 
     p = subparsers.add_parser(
@@ -105,7 +104,7 @@ def register(subparsers):
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")
-    set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
+    hp.add_set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
@@ -123,5 +122,5 @@ def register(subparsers):
     p.add_argument("--model_dir", required=True, type=paths.expand, help="a new directory for the TF checkpoint")
     p.add_argument("--key", help="the checkpoint entry holding the weights, e.g. model_ema (default: the first of "
                                  "state_dict, model, model_state, model_state_dict, ... that holds tensors)")
-    set_argument(p, "override a default hparam recorded with the weights (repeatable)")
+    hp.add_set_argument(p, "override a default hparam recorded with the weights (repeatable)")
     p.set_defaults(func=cmd_import_weights)

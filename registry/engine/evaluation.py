@@ -31,7 +31,8 @@ class Evaluator(object):
 
     def __call__(self, checkpoint):
         start = time.time()
-        self._saver.restore(self._session, checkpoint)
+        with self._graph.as_default():   # TF 2.x: outside its graph, a Saver restores eagerly
+            self._saver.restore(self._session, checkpoint)
         self._session.run(self._iterator.initializer)
         totals = dict.fromkeys(self._sums, 0.0)
         while True:
