@@ -19,17 +19,20 @@ def make_saver(keep_checkpoint_max):
 
 
 class CheckpointHook(tf1.train.SessionRunHook):
-    """Writes a checkpoint into `directory` when the session starts without one for its step, every `every_steps`
-    steps, at each step of `at_steps` (e.g. the evaluation steps) and at the end.
+    """Writes a checkpoint into `directory` when the session starts from no checkpoint (see `save_at_start`), every
+    `every_steps` steps, at each step of `at_steps` (e.g. the evaluation steps) and at the end.
 
     After a save at a step of `at_steps`, calls `after_save(step, checkpoint prefix)` (e.g. an evaluation).
     Steps are read from the session after each run, so a run that advances several steps (NPU loop sinking)
     still triggers every due save once. Under a multi-worker strategy every worker must save at the same steps
-    (saving may run collectives); the workers that are not the chief save into a scratch directory.
+    (saving may run collectives); the workers that are not the chief save into a scratch directory, and all
+    are told whether to save at the start (`save_at_start`: the run restored no checkpoint), as each decided
+    before any peer could write one.
     """
 
-    def __init__(self, directory, saver, every_steps, at_steps=(), after_save=None):
+    def __init__(self, directory, saver, every_steps, at_steps=(), after_save=None, save_at_start=True):
         self._directory = directory
+        self._save_at_start = save_at_start
         self._saver = saver
         self._every = max(1, int(every_steps))
         self._at_steps = sorted(set(at_steps))
@@ -42,10 +45,10 @@ class CheckpointHook(tf1.train.SessionRunHook):
     def after_create_session(self, session, coord):
         tf1.gfile.MakeDirs(self._directory)
         step = int(session.run(self._global_step))
-        self._last_saved = checkpoint_step(tf1.train.latest_checkpoint(self._directory))
+        self._last_saved = None if self._save_at_start else step
         self._next_every = (step // self._every + 1) * self._every
         self._at_steps = [s for s in self._at_steps if s > step]
-        if self._last_saved != step:
+        if self._save_at_start:
             self._save(session, step)
 
     def after_run(self, run_context, run_values):

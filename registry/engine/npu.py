@@ -65,6 +65,14 @@ def session_config(settings, model_dir, config=None):
     return result
 
 
+def eval_session_config(settings, model_dir):
+    """The session config of an evaluation on `settings` (a devices.DeviceSettings or None): on the NPU the card's,
+    one step per sess.run (evaluation sinks no loop); elsewhere None (TensorFlow's defaults)."""
+    if settings is None or settings.device != "npu":
+        return None
+    return session_config(settings._replace(iterations_per_loop=1), model_dir)
+
+
 def wrap_optimizer(settings, optimizer):
     """(optimizer, loss scale tensor or None): all-reduce across cards, dynamic loss scaling in float16 modes."""
     if settings.rank_size > 1:

@@ -131,7 +131,8 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
                            "the network)." % (checkpoint, _summary_of(misfits)))
     try:
         with data_errors(data_path, "validation", hparams):
-            evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path)
+            evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path,
+                                                          npu.eval_session_config(settings, model_dir))
             metrics = evaluator(checkpoint)
     finally:
         if own and evaluator is not None:
@@ -237,7 +238,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     try:
         if chief and targets:
             with data_errors(data_path, "validation", hparams):
-                evaluator = evaluation.Evaluator(model, hparams, data_path)
+                evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir))
         with training_errors(model_dir, None if synthetic else data_path, hparams):
             trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings, last_step,
                           chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
@@ -256,7 +257,8 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     if record is None and not skip_eval:  # already trained to the end: the final checkpoint's result
         record = results.read_json(model_dir, results.EVAL_RESULTS)
         if not record or record.get("global_step") != final_step:   # e.g. `zoo-run eval --checkpoint` since
-            record = evaluate(model, hparams, data_path, model_dir, log=log, replicas=plan.num_replicas)
+            record = evaluate(model, hparams, data_path, model_dir, log=log, settings=settings,
+                              replicas=plan.num_replicas)
     summary = "Done: step %d/%d (epoch %.2f) on %s%s in %s" % (
         final_step, plan.total_steps, plan.epoch(final_step), settings.device,
         " x %d workers" % len(cluster.workers) if cluster else "", progress.format_duration(elapsed))

@@ -90,6 +90,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     the model dir; a worker that is not the chief writes its own copies elsewhere). The chief keeps the train
     log and TensorBoard events. `hooks` are added to the engine's own; `seed` >= 0 seeds the graph.
     """
+    resuming = tf1.train.latest_checkpoint(model_dir) is not None   # before any worker can write one
     with tf.Graph().as_default():
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
@@ -106,7 +107,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
             progress.ProgressHook(plan, built.reported, model_dir=model_dir if chief else None),
             tf1.train.StopAtStepHook(last_step=last_step),
             checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps,
-                                       after_eval_save if chief else None),
+                                       after_eval_save if chief else None, save_at_start=not resuming),
         ] + list(hooks)
         with tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=model_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
