@@ -200,12 +200,12 @@ class _Linear(object):
 
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_nesterov_momentum_is_an_hparam(nesterov):
-    from registry.engine import graph
+    from registry.engine.graph import train_step
     hparams = dict(batch_size=2, learning_rate=0.1, epochs=1.0, num_classes=3, image_size=4, num_train_images=2,
                    nesterov=nesterov)
     with tf.Graph().as_default() as graph:
         images, labels = tf.zeros([2, 4, 4, 3]), tf.constant([0, 2])
         tf1.train.get_or_create_global_step()
-        graph.train_step(_Linear(), hparams, schedule.Plan(hparams), None, images, labels)
+        train_step(_Linear(), hparams, schedule.Plan(hparams), None, images, labels)
         updates = [op for op in graph.get_operations() if op.type.endswith("ApplyMomentum")]
     assert updates and [op.get_attr("use_nesterov") for op in updates] == [nesterov] * len(updates)

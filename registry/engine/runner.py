@@ -148,6 +148,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
     results.write_eval_result(model_dir, record, history=history)
+    evaluation.write_summary(model_dir, record)
     log("eval  step %d (epoch %.2f): top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
         % (step, record["epoch"], record["top1"], record["top5"], record["loss"], record["num_images"],
            record["eval_images_per_sec"]))
