@@ -60,9 +60,10 @@ EVAL_EVENTS_DIR = "eval"   # <model_dir>/eval: TensorBoard shows it as its own r
 def write_summary(model_dir, record):
     """Appends the record's top1, top5 and loss at its global step to the TensorBoard events of
     `<model_dir>/eval` (a small file of scalars, no graph)."""
-    writer = tf1.summary.FileWriter(os.path.join(model_dir, EVAL_EVENTS_DIR))
-    try:
-        writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=record[tag])
-                                              for tag in ("top1", "top5", "loss")]), record["global_step"])
-    finally:
-        writer.close()
+    with tf.Graph().as_default():   # TF 2.x: the v1 writer needs a graph context
+        writer = tf1.summary.FileWriter(os.path.join(model_dir, EVAL_EVENTS_DIR))
+        try:
+            writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=record[tag])
+                                                  for tag in ("top1", "top5", "loss")]), record["global_step"])
+        finally:
+            writer.close()
