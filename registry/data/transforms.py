@@ -37,17 +37,17 @@ def decode_image(image_buffer):
     magic = tf.strings.substr(image_buffer, 0, 4)
 
     def bmp():
-        check = tf.debugging.Assert(tf.equal(tf.strings.substr(image_buffer, 0, 2), "BM"),
+        check = tf.debugging.Assert(tf.equal(tf.strings.substr(image_buffer, 0, 2), b"BM"),
                                     ["Unknown image file format. One of JPEG, PNG, GIF, BMP required"])
         with tf.control_dependencies([check]):
             return tf.io.decode_bmp(image_buffer, channels=3)
 
     def gif_or_bmp():
-        return tf.cond(tf.equal(tf.strings.substr(image_buffer, 0, 3), "GIF"),
+        return tf.cond(tf.equal(tf.strings.substr(image_buffer, 0, 3), b"GIF"),
                        lambda: tf.io.decode_gif(image_buffer)[0], bmp)
 
     def png_gif_or_bmp():
-        return tf.cond(tf.equal(magic, "\x89PNG"), lambda: tf.io.decode_png(image_buffer, channels=3), gif_or_bmp)
+        return tf.cond(tf.equal(magic, b"\x89PNG"), lambda: tf.io.decode_png(image_buffer, channels=3), gif_or_bmp)
 
     image = tf.cond(tf.image.is_jpeg(image_buffer), lambda: tf.io.decode_jpeg(image_buffer, channels=3),
                     png_gif_or_bmp)

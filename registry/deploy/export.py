@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 
+from registry.deploy import graph_compat
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
 
@@ -97,6 +98,7 @@ def write_saved_model(model, hparams, checkpoint, path):
             builder.add_meta_graph_and_variables(sess, [tf1.saved_model.tag_constants.SERVING],
                                                  signature_def_map=signatures, strip_default_attrs=True)
             builder.save()
+    graph_compat.make_saved_model_portable(path)
     return path
 
 
@@ -132,10 +134,13 @@ def checkpoint_logits(model, hparams, checkpoint, images):
 
 
 def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
+    """Writes `frozen_graph_def` (attrs TensorFlow 1.15 cannot read removed when they carry nothing, see
+    graph_compat) to `path`; returns (path, number of nodes, the GraphDef)."""
     frozen = frozen_graph_def(model, hparams, checkpoint, batch_size)
+    graph_compat.make_portable(frozen)
     with open(path, "wb") as f:
         f.write(frozen.SerializeToString())
-    return path, len(frozen.node)
+    return path, len(frozen.node), frozen
 
 
 def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
@@ -189,14 +194,19 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
 
 
 def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
+    import tensorflow as tf
+    from registry import tf_compat
     built = export_hparams(model, hparams, "tensorflow")
     saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
-    frozen, nodes = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
+    frozen, nodes, frozen_def = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH),
+                                                   batch_size)
+    saved_readers = graph_compat.readers(graph_compat.saved_model_graph_defs(saved_model), tf.__version__)
+    frozen_readers = graph_compat.readers([frozen_def], tf.__version__)
     size = int(hparams["image_size"])
     info = collections.OrderedDict(common)
     info.update([
         ("saved_model", collections.OrderedDict([
-            ("path", saved_model), ("tags", ["serve"]),
+            ("path", saved_model), ("tags", ["serve"]), ("readable_by", saved_readers.text),
             ("signatures", {
                 SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG"},
                                     "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"}},
@@ -204,19 +214,25 @@ def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
                                    "outputs": {"logits": "float32 [N, K]", "probabilities": "float32 [N, K]",
                                                "classes": "int32 [N]"}}})])),
         ("frozen_graph", collections.OrderedDict([
-            ("path", frozen), ("nodes", nodes),
+            ("path", frozen), ("nodes", nodes), ("readable_by", frozen_readers.text),
             ("input", {"name": INPUT_NODE, "tensor": INPUT_NODE + ":0", "dtype": "float32", "format": "NHWC",
                        "shape": [batch_size, size, size, 3]}),
             ("outputs", {n: n + ":0" for n in OUTPUT_NODES}),
-            ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size))])),
+            ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size) if frozen_readers.tf115
+             else None)])),
         ("built_with", changed_hparams(hparams, built)),
     ])
     with open(os.path.join(output, EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=2)
-    log("  SavedModel   %s  (signatures: %s, %s)\n  frozen graph %s  (input %s float32 %s, outputs %s)"
-        % (saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, frozen, INPUT_NODE,
-           info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES)))
-    log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
-        "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"
-        % (frozen, info["frozen_graph"]["atc_input_shape"], os.path.join(output, "model")))
+    log("  SavedModel   %s  (signatures: %s, %s; readable by %s)\n"
+        "  frozen graph %s  (input %s float32 %s, outputs %s; readable by %s)"
+        % (saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, saved_readers.text, frozen, INPUT_NODE,
+           info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES), frozen_readers.text))
+    if frozen_readers.tf115:
+        log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
+            "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"
+            % (frozen, info["frozen_graph"]["atc_input_shape"], os.path.join(output, "model")))
+    else:
+        log("  Ascend: no atc command for %s: ATC reads TensorFlow 1.15 graphs; export on lane tf1 (%s) for ATC"
+            % (frozen, tf_compat.LANES["tf1"]))
     return info

@@ -67,6 +67,34 @@ def make_portable(graph_def):
     return removed
 
 
+def _saved_model_file(path):
+    return os.path.join(path, "saved_model.pb")
+
+
+def saved_model_graph_defs(path):
+    """The GraphDef of every meta graph of the SavedModel directory `path` (its binary saved_model.pb)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved = saved_model_pb2.SavedModel()
+    with open(_saved_model_file(path), "rb") as f:
+        saved.ParseFromString(f.read())
+    return [meta.graph_def for meta in saved.meta_graphs]
+
+
+def make_saved_model_portable(path):
+    """`make_portable` on every meta graph of the SavedModel directory `path`, rewriting its saved_model.pb
+    (a v1 SavedModel: no fingerprint file to keep in step); returns how many attrs were removed."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved = saved_model_pb2.SavedModel()
+    with open(_saved_model_file(path), "rb") as f:
+        saved.ParseFromString(f.read())
+    removed = sum(make_portable(meta.graph_def) for meta in saved.meta_graphs)
+    if removed:
+        with open(_saved_model_file(path) + ".tmp", "wb") as f:
+            f.write(saved.SerializeToString())
+        os.replace(_saved_model_file(path) + ".tmp", _saved_model_file(path))
+    return removed
+
+
 def tf115_problems(graph_defs):
     """What TensorFlow 1.15 lacks to read `graph_defs`: ['op DecodeImage (node x)', "attr 'y' of op Z (node w)"],
     each op or attr once, in graph order."""
