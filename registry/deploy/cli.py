@@ -51,9 +51,11 @@ def cmd_predict(args):
     _quiet_tensorflow()
     from registry.deploy import predict
     results, checkpoint, source = predict.predict(model, params, args.model_dir, args.images, top_k=args.top_k,
-                                                  labels=args.labels, checkpoint=args.checkpoint)
+                                                  labels=args.labels, checkpoint=args.checkpoint,
+                                                  max_pixels=args.max_image_pixels)
     if args.json:
-        print(json.dumps({"checkpoint": checkpoint, "labels": source, "results": results}, indent=2))
+        print(json.dumps({"checkpoint": checkpoint, "labels": source, "results": results,
+                          "colour_profiles_converted": predict.colour_converted(results)}, indent=2))
     else:
         print("%s, %s" % (checkpoint, "class names from %s" % source if source else
                           "no class names (pass --labels DATA_DIR/labels.txt)"))
@@ -64,10 +66,11 @@ def cmd_predict(args):
 def register(subparsers):
     """Adds predict, export and import-weights to zoo-run's subcommands."""
     from registry.cli import set_argument
+    from registry.data.cli import max_pixels_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
-        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; EXIF orientation applied, as a viewer "
-                    "shows them) with the model dir's latest checkpoint, applying the model dir's "
+        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; as a viewer shows them: EXIF "
+                    "orientation applied, colour profiles converted to sRGB) with the model dir's latest checkpoint, applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
@@ -78,6 +81,7 @@ def register(subparsers):
                    help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    max_pixels_argument(p, "images with more pixels are refused before anything is decoded")
     set_argument(p, "override one of the model dir's hparams (repeatable)")
     p.set_defaults(func=cmd_predict)
 
