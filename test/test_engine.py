@@ -179,7 +179,7 @@ def test_label_outside_num_classes_is_a_data_error(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (["--set", "lr_schedule=cosin"], "lr_schedule must be one of cosine, linear, constant, got 'cosin'"),
     (["--set", "batch_size=0"], "batch_size must be >= 1, got 0"),
-    (["--set", "grouped_conv_impl=fast"], "grouped_conv_impl must be 'auto' or one of split, block_diagonal, native"),
+    (["--set", "grouped_conv_impl=fast"], "grouped_conv_impl must be one of auto, split, block_diagonal, native, got 'fast'"),
     (["--set", "image_size=100"], "multiple of 32, got 100x100; set image_size"),
 ])
 def test_bad_hparam_values_are_clear_errors(tmp_path, capsys, bad, message):
