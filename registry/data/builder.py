@@ -267,10 +267,11 @@ class ImageChecker(object):
         if not data:
             raise ValueError("empty file")
         prepared = images.prepare(data, self.max_pixels)
+        done = None
+        if prepared.data is not data:             # Pillow decoded it: say why
+            done = ("exif-orientation-%d" % prepared.orientation if prepared.orientation != 1 else
+                    "colour-profile" if prepared.profile else prepared.format.lower())
         data = prepared.data
-        done = (prepared.format.lower() if prepared.format in images.PILLOW_FORMATS else
-                "exif-orientation-%d" % prepared.orientation if prepared.orientation != 1 else
-                "colour-profile" if prepared.profile else None)
         try:
             is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
             kind = done or self._kind(data, is_jpeg, components)

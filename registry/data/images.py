@@ -204,8 +204,9 @@ def prepare(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """Prepared: encoded image bytes as TensorFlow's decoders must see them to give what a viewer shows.
 
     JPEG/PNG/GIF/BMP stored upright in sRGB (or without a profile) come back unchanged. An EXIF orientation
-    other than 1 or an ICC profile other than sRGB (converted by LittleCMS, perceptual intent), and any TIFF or
-    WebP, make Pillow decode the image; it comes back as lossless RGB PNG bytes. Raises ImageRefused for an
+    other than 1 or an ICC profile other than sRGB (converted by LittleCMS, perceptual intent), any TIFF or
+    WebP, and an animated GIF (its first frame) make Pillow decode the image; it comes back as lossless RGB
+    PNG bytes. Raises ImageRefused for an
     image of more than `max_pixels` pixels (before anything is decoded), a format neither TensorFlow nor Pillow
     reads here (HEIC, AVIF), a TIFF/WebP or an oriented or profiled image Pillow cannot decode, and a profile
     LittleCMS cannot use."""
@@ -225,7 +226,10 @@ def prepare(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
             raise ImageRefused(head.refusal)
         icc = image.info.get("icc_profile")
         description, mode, transform = _profile(icc) if icc else (None, "RGB", None)
-        if kind not in PILLOW_FORMATS and head.orientation == 1 and transform is None:
+        # an animated GIF: its first frame, as TensorFlow 2's decode_image took it (TF's GIF decoder itself
+        # decodes every frame: frames x width x height pixels)
+        animated = kind == "GIF" and getattr(image, "is_animated", False)
+        if kind not in PILLOW_FORMATS and head.orientation == 1 and transform is None and not animated:
             return Prepared(data, kind, head.width, head.height, 1, None)
         try:
             pixels = ImageOps.exif_transpose(image) if head.orientation != 1 else image

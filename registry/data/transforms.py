@@ -55,6 +55,43 @@ def decode_image(image_buffer):
     return image
 
 
+def encoded_image_size(image_buffer):
+    """int64 [height, width] of encoded JPEG/PNG/GIF/BMP bytes from their header, without decoding them ([0, 0] for
+    other bytes: decoding them fails). For a GIF, the logical screen's size."""
+    padded = tf.strings.join([image_buffer, b"\0" * 32])      # every header field below is then present
+
+    def field(offset, length, big_endian):
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, length), tf.uint8), tf.int64)
+        weights = [256 ** (length - 1 - i if big_endian else i) for i in range(length)]
+        return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
+
+    def bmp_side(offset):                              # int32, little-endian; a negative height is top-down
+        value = field(offset, 4, False)
+        return tf.abs(tf.compat.v2.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    magic = tf.strings.substr(padded, 0, 4)
+    zero = tf.constant([0, 0], tf.int64)
+    return tf.case([
+        (tf.image.is_jpeg(image_buffer), lambda: tf.cast(tf.image.extract_jpeg_shape(image_buffer)[:2], tf.int64)),
+        (tf.equal(magic, b"\x89PNG"), lambda: tf.stack([field(20, 4, True), field(16, 4, True)])),
+        (tf.equal(tf.strings.substr(padded, 0, 3), b"GIF"), lambda: tf.stack([field(8, 2, False), field(6, 2, False)])),
+        (tf.equal(tf.strings.substr(padded, 0, 2), b"BM"), lambda: tf.stack([bmp_side(22), bmp_side(18)])),
+    ], default=lambda: zero, exclusive=False)
+
+
+def within_pixel_limit(image_buffer, max_pixels):
+    """`image_buffer` (encoded bytes), after a check of its header that fails the run with 'the image is 20000x20000
+    = 400000000 pixels, above the limit of 250000000 ...' when width x height exceeds `max_pixels`: a decoder then
+    never allocates a decompression bomb's pixels (registry.data.images holds the same limit for files)."""
+    size = encoded_image_size(image_buffer)
+    pixels = size[0] * size[1]
+    message = tf.strings.format("the image is {}x{} = {} pixels, above the limit of %d (set by zoo-run export "
+                                "--max_image_pixels)" % max_pixels, [size[1], size[0], pixels])
+    check = tf.debugging.Assert(pixels <= max_pixels, [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(image_buffer)
+
+
 def _stateless_crop_window(shape, area_range, aspect_ratio_range, max_attempts, seed):
     """The Inception crop distribution drawn with stateless ops: area fraction uniform in
     `area_range`, aspect ratio (w/h) log-uniform in `aspect_ratio_range`, first of `max_attempts`

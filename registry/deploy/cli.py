@@ -41,7 +41,7 @@ def cmd_export(args):
     from registry.deploy.export import FORMATS, export
     export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
            name=args.name, overwrite=args.overwrite, formats=FORMATS if args.format == "all" else (args.format,),
-           opset=args.opset)
+           opset=args.opset, max_pixels=args.max_image_pixels)
     return 0
 
 
@@ -109,6 +109,8 @@ def register(subparsers):
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")
+    max_pixels_argument(p, "the SavedModel's serving_default refuses larger images, from their header, before "
+                           "decoding them")
     set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 

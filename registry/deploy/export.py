@@ -17,14 +17,17 @@ The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transfo
 `serving_default` runs on each image; `predict_images`, the frozen graph and the ONNX model expect its
 output. The graphs are built with the plugin's optional `export_hparams(hparams, target)` (ShuffleNet:
 block-diagonal grouped convolutions for TensorFlow, which run on any device; native grouped ones for ONNX).
-`serving_default` decodes the bytes in the graph, where EXIF orientation cannot be applied: callers
-send upright pixels (e.g. `PIL.ImageOps.exif_transpose` before encoding), as `zoo-run predict` does.
+`serving_default` decodes the bytes in the graph, where EXIF orientation and colour profiles cannot be
+applied: callers send upright sRGB images (e.g. `PIL.ImageOps.exif_transpose` and `ImageCms` before
+encoding), as `zoo-run predict` does. It refuses, from the header and before decoding, an image of more
+pixels than the export's `max_pixels` (the same limit as `zoo-run predict`'s, `--max_image_pixels`).
 """
 import collections
 import json
 import os
 import shutil
 
+from registry.data import images as images_mod
 from registry.deploy import graph_compat
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
@@ -63,8 +66,11 @@ def _restore(tf, sess, checkpoint):
     tf1.train.Saver(var_list=tf1.global_variables()).restore(sess, checkpoint)
 
 
-def write_saved_model(model, hparams, checkpoint, path):
+def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
+    """Writes the SavedModel of the module doc to `path`; `serving_default` refuses images of more than
+    `max_pixels` pixels (width x height, read from the header before decoding). Returns `path`."""
     import tensorflow as tf
+    from registry.data import transforms
     tf1 = tf.compat.v1
     preprocess = getattr(model, "preprocess_image", None)
     if not callable(preprocess):
@@ -74,7 +80,8 @@ def write_saved_model(model, hparams, checkpoint, path):
     with tf.Graph().as_default():
         image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
         images = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
-        decoded = tf.map_fn(lambda b: preprocess(b, hparams), image_bytes, dtype=tf.float32, back_prop=False)
+        decoded = tf.map_fn(lambda b: preprocess(transforms.within_pixel_limit(b, max_pixels), hparams), image_bytes,
+                            dtype=tf.float32, back_prop=False)
         decoded.set_shape([None, size, size, 3])
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
             with tf1.name_scope("images"):
@@ -144,11 +151,12 @@ def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
 
 
 def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
-           formats=("tf",), opset=None, log=print):
+           formats=("tf",), opset=None, log=print, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
     """Writes the `formats` into OUTPUT: "tf" the SavedModel, frozen_graph.pb and export_info.json, "onnx"
     model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default); and
-    class_names.txt. Returns {format: info dict}. Raises a ZooError, before writing anything, for an unknown
-    format, a missing optional package or an existing output (unless `overwrite`)."""
+    class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
+    {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing
+    optional package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
     from registry.deploy import onnx_export
     from registry.engine.warm_start import resolve_checkpoint
@@ -158,6 +166,10 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                                                                      ", ".join(FORMATS)))
     if batch_size < 1:
         raise ZooError("--batch_size must be >= 1, got %d" % batch_size)
+    try:
+        max_pixels = images_mod.check_max_pixels(max_pixels)
+    except ValueError as err:
+        raise ZooError(str(err))
     if "onnx" in formats:
         onnx_export.require("--format onnx")
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
@@ -183,7 +195,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log)
+        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
         infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:1,%d,%d,3\" --output=%s "
@@ -193,11 +205,11 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     return infos
 
 
-def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
+def _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels):
     import tensorflow as tf
     from registry import tf_compat
     built = export_hparams(model, hparams, "tensorflow")
-    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
+    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR), max_pixels)
     frozen, nodes, frozen_def = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH),
                                                    batch_size)
     saved_readers = graph_compat.readers(graph_compat.saved_model_graph_defs(saved_model), tf.__version__)
@@ -208,8 +220,9 @@ def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
         ("saved_model", collections.OrderedDict([
             ("path", saved_model), ("tags", ["serve"]), ("readable_by", saved_readers.text),
             ("signatures", {
-                SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG"},
-                                    "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"}},
+                SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG/GIF/BMP, upright, sRGB"},
+                                    "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"},
+                                    "max_image_pixels": max_pixels},
                 IMAGES_SIGNATURE: {"inputs": {"images": "float32 [N, %d, %d, 3] preprocessed" % (size, size)},
                                    "outputs": {"logits": "float32 [N, K]", "probabilities": "float32 [N, K]",
                                                "classes": "int32 [N]"}}})])),
