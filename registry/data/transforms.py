@@ -209,7 +209,9 @@ def central_crop_of_resize(image, new_height, new_width, height, width):
 
     def axis(in_size, out_size, crop):
         out_size = tf.cast(out_size, tf.int64)
-        scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+        # in / out as the kernel divides; not `/`, which Grappler turns into a multiplication by the reciprocal
+        # when `out_size` is a constant (a different float32 scale: samples up to 0.002 of 255 off)
+        scale = tf.math.divide_no_nan(tf.cast(in_size, tf.float32), tf.cast(out_size, tf.float32))
         start = (out_size - crop) // 2
         source = (tf.cast(tf.range(start, start + crop), tf.float32) + 0.5) * scale - 0.5
         floor = tf.floor(source)
