@@ -29,7 +29,7 @@ from registry.deploy import export as export_mod, graph_compat, predict
 from registry.deploy.import_weights import import_weights, write_checkpoint
 from registry.engine import results
 from registry.errors import ZooError
-from test_real_world_inputs import _decoded, _digit_six, _jpeg, _oriented, _write_records
+from image_helpers import decoded, digit_six, jpeg, oriented, write_records
 
 tf1 = tf.compat.v1
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +58,7 @@ def _adobe_rgb_photo():
     buffer = io.BytesIO()
     Image.fromarray(stored).save(buffer, "JPEG", quality=100, subsampling=0, icc_profile=adobe_rgb_icc())
     data = buffer.getvalue()
-    return data, _decoded(data)           # what the file holds, as TensorFlow decodes it (no colour management)
+    return data, decoded(data)           # what the file holds, as TensorFlow decodes it (no colour management)
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,12 @@ def _predict(model_dir, paths, **kwargs):
 @pytest.mark.parametrize("pillow_limit", [1000, 2000])   # 3,072 pixels: above 2x (Pillow raises), above 1x (warns)
 def test_1_a_photo_above_pillows_bomb_limit_is_read_upright_without_a_raw_warning(tiny_dir, tmp_path, monkeypatch,
                                                                                    pillow_limit):
-    upright = _digit_six()                                    # 64x48
+    upright = digit_six()                                    # 64x48
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_limit)
     folder = tmp_path / "src" / "six"
     folder.mkdir(parents=True)
-    (folder / "six.jpg").write_bytes(_jpeg(upright, quality=100))
-    (folder / "six_6.jpg").write_bytes(_oriented(upright, 6))
+    (folder / "six.jpg").write_bytes(jpeg(upright, quality=100))
+    (folder / "six_6.jpg").write_bytes(oriented(upright, 6))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)     # a raw warning fails the test
         data, kind = predict.read_image(str(folder / "six_6.jpg"))
@@ -96,14 +96,14 @@ def test_1_a_photo_above_pillows_bomb_limit_is_read_upright_without_a_raw_warnin
         result = builder.build(str(tmp_path / "src"), str(tmp_path / "out"), "train", num_shards=1,
                                stream=io.StringIO())
     assert kind == "JPEG, EXIF orientation 6 applied" == found[1]["format"]
-    assert np.abs(_decoded(data) - np.asarray(upright, np.float32)).mean() < 2.0
+    assert np.abs(decoded(data) - np.asarray(upright, np.float32)).mean() < 2.0
     assert np.abs(probabilities[1] - probabilities[0]).max() < 0.01
     assert result.written == 2 and result.converted == {"exif-orientation-6": 1}
     assert Image.MAX_IMAGE_PIXELS == pillow_limit             # Pillow's own setting is left as the user set it
 
 
 def test_1_a_photo_above_the_users_limit_is_refused_with_its_size(tiny_dir, tmp_path, monkeypatch, capsys):
-    (tmp_path / "six_6.jpg").write_bytes(_oriented(_digit_six(), 6))
+    (tmp_path / "six_6.jpg").write_bytes(oriented(digit_six(), 6))
     use_tiny_model(monkeypatch)
     assert run_cli("predict", TINY_NAME, "--model_dir", tiny_dir, tmp_path / "six_6.jpg",
                    "--max_image_pixels", "3000") == 2
@@ -191,7 +191,7 @@ def test_3_data_build_skips_a_bomb_and_names_it_in_the_report(tmp_path, bomb):
     src = tmp_path / "src" / "cat"
     src.mkdir(parents=True)
     (src / "bomb.png").write_bytes(bomb)
-    (src / "photo.jpg").write_bytes(_jpeg(_digit_six()))
+    (src / "photo.jpg").write_bytes(jpeg(digit_six()))
     stream = io.StringIO()
     result = builder.build(str(tmp_path / "src"), str(tmp_path / "out"), "train", num_shards=1, stream=stream)
     assert result.written == 1 and result.skipped == [(str(src / "bomb.png"), BOMB_TEXT)]
@@ -206,7 +206,7 @@ def test_3_data_build_skips_a_bomb_and_names_it_in_the_report(tmp_path, bomb):
 
 
 def test_3_data_check_names_a_bomb_record_without_decoding_it(tmp_path, bomb, capsys):
-    _write_records(tmp_path / "validation-00000-of-00001", [(_jpeg(_digit_six()), 1, "six.jpg"),
+    write_records(tmp_path / "validation-00000-of-00001", [(jpeg(digit_six()), 1, "six.jpg"),
                                                             (bomb, 1, "bomb.png")])
     assert cli.main(["data", "check", str(tmp_path), "--split", "validation", "--workers", "1"]) == 1
     printed = capsys.readouterr().out
@@ -230,7 +230,7 @@ def test_3_serving_default_refuses_a_bomb_from_its_header(tiny_export, bomb):
         meta = tf1.saved_model.loader.load(sess, ["serve"], str(tiny_export / export_mod.SAVED_MODEL_DIR))
         signature = meta.signature_def["serving_default"]
         feed, fetch = signature.inputs["image_bytes"].name, signature.outputs["probabilities"].name
-        assert sess.run(fetch, {feed: [_jpeg(_digit_six())]}).shape == (1, 10)
+        assert sess.run(fetch, {feed: [jpeg(digit_six())]}).shape == (1, 10)
         with pytest.raises(tf.errors.InvalidArgumentError) as err:
             sess.run(fetch, {feed: [bomb]})
     assert ("the image is 20000x20000 = 400000000 pixels, above the limit of 250000000 (set by zoo-run export "
@@ -244,10 +244,10 @@ def test_4_predict_converts_an_adobe_rgb_photo_to_srgb_and_says_so(tiny_dir, tmp
     truth = adobe_to_srgb(stored)              # what a colour-managed viewer shows
     assert np.abs(stored - truth).max() > 15   # the file's numbers read as sRGB are visibly other colours
     (tmp_path / "adobe.jpg").write_bytes(data)
-    (tmp_path / "plain.jpg").write_bytes(_jpeg(_digit_six()))
+    (tmp_path / "plain.jpg").write_bytes(jpeg(digit_six()))
     converted, kind = predict.read_image(str(tmp_path / "adobe.jpg"))
     assert kind == "JPEG, colour profile 'Adobe RGB (1998)' converted to sRGB"
-    assert np.abs(_decoded(converted) - truth).max() <= 3.0 and np.abs(_decoded(converted) - truth).mean() < 1.0
+    assert np.abs(decoded(converted) - truth).max() <= 3.0 and np.abs(decoded(converted) - truth).mean() < 1.0
     use_tiny_model(monkeypatch)
     argv = ["predict", TINY_NAME, "--model_dir", tiny_dir, tmp_path / "adobe.jpg", tmp_path / "plain.jpg"]
     assert run_cli(*argv) == 0
@@ -265,7 +265,7 @@ def test_4_data_build_stores_srgb_and_counts_conversions_and_data_check_counts_p
     (src / "adobe.jpg").write_bytes(data)
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     buffer = io.BytesIO()
-    _digit_six().save(buffer, "JPEG", icc_profile=srgb)                 # sRGB already: stored as it is
+    digit_six().save(buffer, "JPEG", icc_profile=srgb)                 # sRGB already: stored as it is
     (src / "srgb.jpg").write_bytes(buffer.getvalue())
     stream = io.StringIO()
     result = builder.build(str(tmp_path / "src"), str(tmp_path / "out"), "train", num_shards=1, stream=stream)
@@ -278,10 +278,10 @@ def test_4_data_build_stores_srgb_and_counts_conversions_and_data_check_counts_p
         feature = tf.train.Example.FromString(raw).features.feature
         records[feature["image/filename"].bytes_list.value[0]] = feature["image/encoded"].bytes_list.value[0]
     centres = (slice(8, None, 16), slice(8, None, 16))          # of the patches: JPEG's chroma subsampling aside
-    assert np.abs(_decoded(records[b"adobe.jpg"])[centres] - adobe_to_srgb(stored)[centres]).max() <= 3.0
+    assert np.abs(decoded(records[b"adobe.jpg"])[centres] - adobe_to_srgb(stored)[centres]).max() <= 3.0
     # a data set written by another tool keeps the profile: data check counts it
     (tmp_path / "foreign").mkdir()
-    _write_records(tmp_path / "foreign" / "train-00000-of-00001", [(data, 1, "adobe.jpg"),
+    write_records(tmp_path / "foreign" / "train-00000-of-00001", [(data, 1, "adobe.jpg"),
                                                                   (buffer.getvalue(), 1, "srgb.jpg")])
     assert cli.main(["data", "check", str(tmp_path / "foreign"), "--split", "train", "--workers", "1"]) == 0
     assert ("1 image(s) carry a colour profile other than sRGB (Adobe RGB (1998) 1), which the pipeline ignores"
