@@ -24,8 +24,8 @@ from deploy_helpers import TINY, TINY_NAME, ZIP_FILE, tiny_model, use_tiny_model
 from deploy_helpers import zoo_run as run_cli
 from modelzoo_shufflenet import models
 from registry import cli, hparams as hp
-from registry.data import builder, images, transforms, tfrecord
-from registry.deploy import export as export_mod, graph_compat, predict
+from registry.data import builder, tfrecord, transforms
+from registry.deploy import export as export_mod, predict
 from registry.deploy.import_weights import import_weights, write_checkpoint
 from registry.engine import results
 from registry.errors import ZooError
@@ -292,6 +292,7 @@ def test_4_data_build_stores_srgb_and_counts_conversions_and_data_check_counts_p
 
 def test_5_the_export_says_which_tensorflow_reads_it_and_prints_atc_only_where_it_applies(tiny_dir, tiny_export,
                                                                                           tmp_path, monkeypatch):
+    from registry.deploy import graph_compat
     info = json.load(open(str(tiny_export / export_mod.EXPORT_INFO)))
     assert info["frozen_graph"]["readable_by"] == info["saved_model"]["readable_by"] == "TensorFlow 1.15 and later"
     graph_def = tf1.GraphDef()
@@ -327,7 +328,8 @@ def test_5_the_export_says_which_tensorflow_reads_it_and_prints_atc_only_where_i
 ])
 def test_6_train_refuses_an_out_of_range_setting_before_anything_runs(tmp_path, capsys, pair, message):
     model_dir = tmp_path / "run"
-    assert cli.main(["train", "shufflenetv1_g3", "--synthetic", "--model_dir", str(model_dir), "--set", pair]) == 2
+    assert cli.main(["train", "shufflenetv1_g3", "--synthetic", "--max_steps", "1", "--model_dir", str(model_dir),
+                     "--set", pair]) == 2
     assert message in capsys.readouterr().err
     assert not model_dir.exists()
 
@@ -381,8 +383,8 @@ def test_6_every_engine_key_has_a_range_named_in_its_refusal(tmp_path, capsys):
 def test_6_a_yaml_config_that_is_not_what_it_seems_is_refused(tmp_path, capsys, text, message):
     config = tmp_path / "recipe.yaml"
     config.write_text(text)
-    assert cli.main(["train", "shufflenetv1_g3", "--synthetic", "--model_dir", str(tmp_path / "run"),
-                     "--config", str(config)]) == 2
+    assert cli.main(["train", "shufflenetv1_g3", "--synthetic", "--max_steps", "1", "--model_dir",
+                     str(tmp_path / "run"), "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert (message % config if "%s" in message else message) in err and str(config) in err
     assert not (tmp_path / "run").exists()

@@ -25,8 +25,9 @@ FileReport = collections.namedtuple("FileReport", "file records labels problems 
 FileReport.__doc__ = ("oriented: records whose image carries an EXIF orientation; profiles: {ICC profile description: "
                       "records} of images whose colour profile is not sRGB.")
 Checked = collections.namedtuple("Checked", "problem label filename oriented profile")
-Checked.__doc__ = ("One record: problem text or None, label or None, image/filename or '', whether its image carries an "
-                   "EXIF orientation, the description of its colour profile when that is not sRGB (else None).")
+Checked.__doc__ = ("One record: problem text or None, label or None, image/filename or '', whether its image "
+                   "carries an EXIF orientation, the description of its colour profile when that is not sRGB (else "
+                   "None).")
 CHECKS = ("records", "labels")   # what `locate` can look for: everything, or labels only (no decoding)
 
 

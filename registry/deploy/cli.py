@@ -70,7 +70,8 @@ def register(subparsers):
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
         description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; as a viewer shows them: EXIF "
-                    "orientation applied, colour profiles converted to sRGB) with the model dir's latest checkpoint, applying the model dir's "
+                    "orientation applied, colour profiles converted to sRGB) with the model dir's latest checkpoint, "
+                    "applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
