@@ -36,14 +36,6 @@ def test_every_export_of_one_lane_serves_on_the_other_with_equal_outputs(tmp_pat
     reader = "tf2" if maker == "tf1" else "tf1"
     printed = _helper(maker, "make", tmp_path)
     export = tmp_path / "export"
-
-    # the export says which TensorFlow reads each artifact, and prints atc for the frozen graph TF 1.15 reads
-    info = json.load(open(str(export / "export_info.json")))
-    assert info["saved_model"]["readable_by"] == info["frozen_graph"]["readable_by"] == "TensorFlow 1.15 and later"
-    assert "saved_model  (signatures: serving_default, predict_images; readable by TensorFlow 1.15 and later)" \
-        in printed.replace("SavedModel   %s/" % export, "saved_model  ")
-    assert "Ascend: atc --model=%s --framework=3" % (export / "frozen_graph.pb") in printed
-
     for lane in (maker, reader):
         _helper(lane, "serve", export, tmp_path / ("%s.npz" % lane))
     made, served = (np.load(str(tmp_path / ("%s.npz" % lane))) for lane in (maker, reader))
@@ -62,3 +54,10 @@ def test_every_export_of_one_lane_serves_on_the_other_with_equal_outputs(tmp_pat
     assert served["serving_default/probabilities"].shape == (3, 10)
     tf2 = served if reader == "tf2" else made                        # TF 2's tf.saved_model.load too
     assert np.abs(tf2["tf2_load/serving_default/probabilities"] - made["serving_default/probabilities"]).max() <= 1e-5
+
+    # the export says which TensorFlow reads each artifact, and prints atc for the frozen graph TF 1.15 reads
+    info = json.load(open(str(export / "export_info.json")))
+    assert info["saved_model"]["readable_by"] == info["frozen_graph"]["readable_by"] == "TensorFlow 1.15 and later"
+    assert "saved_model  (signatures: serving_default, predict_images; readable by TensorFlow 1.15 and later)" \
+        in printed.replace("SavedModel   %s/" % export, "saved_model  ")
+    assert "Ascend: atc --model=%s --framework=3" % (export / "frozen_graph.pb") in printed
