@@ -256,6 +256,13 @@ def test_4_predict_converts_an_adobe_rgb_photo_to_srgb_and_says_so(tiny_dir, tmp
     assert "plain.jpg (JPEG)\n" in printed and "colour profiles converted to sRGB: 1 of 2 image(s)" in printed
     assert run_cli(*(argv + ["--json"])) == 0
     assert json.loads(capsys.readouterr().out)["colour_profiles_converted"] == 1
+    # a profile LittleCMS cannot read: refused, naming the file and the fix, not read with other colours
+    buffer = io.BytesIO()
+    digit_six().save(buffer, "JPEG", icc_profile=b"\0\0\0\x80not an ICC profile" + b"\0" * 112)
+    (tmp_path / "broken.jpg").write_bytes(buffer.getvalue())
+    with pytest.raises(ZooError, match=r"broken.jpg: its ICC colour profile cannot be used \(.*\); re-save the "
+                                       r"image in sRGB or without the profile"):
+        predict.read_image(str(tmp_path / "broken.jpg"))
 
 
 def test_4_data_build_stores_srgb_and_counts_conversions_and_data_check_counts_profiles(tmp_path, capsys):

@@ -117,7 +117,7 @@ def _orientation(image):
     return value if 1 <= value <= 8 else 1
 
 
-_WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L")   # Pillow's convert() would clip these at 255
+_WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L")   # 16-bit gray PNGs; Pillow's convert() would clip at 255
 _srgb = None
 _profiles = {}   # ICC bytes -> (description, Pillow mode of its colour space, transform to sRGB or None)
 _PROFILE_MODES = {"RGB": "RGB", "GRAY": "L", "CMYK": "CMYK"}
@@ -206,10 +206,9 @@ def prepare(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     JPEG/PNG/GIF/BMP stored upright in sRGB (or without a profile) come back unchanged. An EXIF orientation
     other than 1 or an ICC profile other than sRGB (converted by LittleCMS, perceptual intent), any TIFF or
     WebP, and an animated GIF (its first frame) make Pillow decode the image; it comes back as lossless RGB
-    PNG bytes. Raises ImageRefused for an
-    image of more than `max_pixels` pixels (before anything is decoded), a format neither TensorFlow nor Pillow
-    reads here (HEIC, AVIF), a TIFF/WebP or an oriented or profiled image Pillow cannot decode, and a profile
-    LittleCMS cannot use."""
+    PNG bytes. Raises ImageRefused for an image of more than `max_pixels` pixels (before anything is
+    decoded), a format neither TensorFlow nor Pillow reads here (HEIC, AVIF), a TIFF/WebP or an oriented or
+    profiled image Pillow cannot decode, and a profile LittleCMS cannot use."""
     from PIL import ImageCms, ImageOps
     kind = image_format(data)
     if kind in ("HEIC", "AVIF"):
@@ -233,7 +232,7 @@ def prepare(data, max_pixels=DEFAULT_MAX_IMAGE_PIXELS):
             return Prepared(data, kind, head.width, head.height, 1, None)
         try:
             pixels = ImageOps.exif_transpose(image) if head.orientation != 1 else image
-            if pixels.mode in _WIDE_GRAY_MODES:     # 16/32-bit gray: scaled to 8 bits, as TensorFlow's PNG decoder
+            if pixels.mode in _WIDE_GRAY_MODES:     # 16-bit gray: scaled to 8 bits, as TensorFlow's PNG decoder
                 pixels = pixels.point(lambda value: value * (1.0 / 256)).convert("L")
             if transform is not None:
                 pixels = ImageCms.applyTransform(pixels if pixels.mode == mode else pixels.convert(mode), transform)

@@ -97,7 +97,8 @@ def register(subparsers):
                     "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: "
                     "both.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Ascend:\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
+        epilog="Ascend (the export prints these for its own files; the first only when TensorFlow 1.15 reads its "
+               "frozen graph, as ATC parses TF 1.15 graphs):\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
                "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310\n"
                "  atc --model=OUTPUT/model.onnx --framework=5 --input_shape=\"input:1,224,224,3\" "
                "--output=OUTPUT/model_onnx --soc_version=Ascend310")

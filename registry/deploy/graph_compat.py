@@ -50,15 +50,14 @@ def make_portable(graph_def):
     """Removes, in place, every attr of `graph_def` (a tf.compat.v1.GraphDef) at its op's default value and
     the MEANINGLESS_ATTRS; returns how many were removed. Ops are looked up in this process's registry;
     calls of the graph's own functions are left as they are."""
-    from tensorflow.python.framework import op_def_registry
+    from registry import tf_compat
     removed = 0
     for node, _ in _nodes(graph_def):
         for name in MEANINGLESS_ATTRS.get(node.op, ()):
             if name in node.attr:
                 del node.attr[name]
                 removed += 1
-        op = op_def_registry.get(node.op) if hasattr(op_def_registry, "get") else \
-            op_def_registry.get_registered_ops().get(node.op)
+        op = tf_compat.op_def(node.op)
         for attr in op.attr if op is not None else ():
             if attr.HasField("default_value") and attr.name in node.attr and \
                     node.attr[attr.name] == attr.default_value:
