@@ -102,8 +102,9 @@ def _variables(model_dir):
 def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
     source, target = str(tmp_path / "source"), str(tmp_path / "target")
     runner.train(MODEL, demo_hparams(epochs=0.1), DEMO, source, log=_quiet)
-    # learning rate 0: whatever differs after one step was not loaded from the source.
-    params = demo_hparams(epochs=0.1, num_classes=12, learning_rate=0.0, warmup_epochs=0.0)
+    # learning rate 1e-30 (a run's must be > 0), too small to change a float32 weight: whatever differs after one
+    # step was not loaded from the source.
+    params = demo_hparams(epochs=0.1, num_classes=12, learning_rate=1e-30, warmup_epochs=0.0)
     lines = []
     runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
     text = "\n".join(lines)
