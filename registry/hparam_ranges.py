@@ -80,19 +80,12 @@ ENGINE_RANGES = {
 }
 
 
-def _related(hparams):
-    """Problems between keys: (key, text) pairs."""
-    warmup, epochs = hparams.get("warmup_epochs"), hparams.get("epochs")
-    if isinstance(warmup, (int, float)) and isinstance(epochs, (int, float)) and warmup > 0 and warmup >= epochs:
-        yield "warmup_epochs", "must be below epochs (%r)" % (epochs,), "the warm-up would never end"
-
-
 def problems(hparams, plugin_ranges=None, origins=None):
     """Every out-of-range value of `hparams`, as 'learning_rate must be > 0, got -0.02 (from --set)' lines, in key
     order. `plugin_ranges`: the plugin's {key: Range or OneOf}; `origins`: {key: where its value came from}."""
     ranges = dict(ENGINE_RANGES, **(plugin_ranges or {}))
     found = [(key, ranges[key].problem(hparams[key]), ranges[key].note) for key in sorted(hparams) if key in ranges]
-    found = [item for item in found if item[1]] + list(_related(hparams))
+    found = [item for item in found if item[1]]
     origins = origins or {}
     return ["%s %s, got %r%s%s" % (key, text, hparams[key], " (from %s)" % origins[key] if key in origins else "",
                                    "; %s" % note if note else "") for key, text, note in found]
