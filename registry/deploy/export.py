@@ -206,14 +206,14 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
 
 
 def _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels):
-    import tensorflow as tf
     from registry import tf_compat
     built = export_hparams(model, hparams, "tensorflow")
     saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR), max_pixels)
     frozen, nodes, frozen_def = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH),
                                                    batch_size)
-    saved_readers = graph_compat.readers(graph_compat.saved_model_graph_defs(saved_model), tf.__version__)
-    frozen_readers = graph_compat.readers([frozen_def], tf.__version__)
+    exporter = "%d.%d" % tf_compat.VERSION
+    saved_readers = graph_compat.readers(graph_compat.saved_model_graph_defs(saved_model), exporter)
+    frozen_readers = graph_compat.readers([frozen_def], exporter)
     size = int(hparams["image_size"])
     info = collections.OrderedDict(common)
     info.update([

@@ -118,7 +118,7 @@ def tf115_problems(graph_defs):
 
 
 def readers(graph_defs, exporter_version):
-    """Readers of `graph_defs` written by TensorFlow `exporter_version` ('2.21.0')."""
+    """Readers of `graph_defs` written by TensorFlow `exporter_version` ('2.21' or '2.21.0')."""
     problems = tf115_problems(graph_defs)
     if not problems:
         return Readers(True, "TensorFlow 1.15 and later", [])
