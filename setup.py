@@ -53,7 +53,7 @@ setup(
     packages=find_packages(include=["registry", "registry.*", "modelzoo_shufflenet", "modelzoo_shufflenet.*"]),
     package_data={
         "modelzoo_shufflenet": ["modelzoo_level.txt"],
-        "registry": ["data/demo/*"],
+        "registry": ["data/demo/*", "deploy/tf1_15_ops.json"],
     },
     install_requires=[
         # lane tf1: the design card's pinned stack
@@ -65,7 +65,7 @@ setup(
         "stevedore>=3.5.2; python_version >= '3.10'",
         "pyyaml",
         "numpy",
-        "pillow",   # EXIF orientation, TIFF and WebP of users' image files (registry/data/images.py)
+        "pillow",   # EXIF orientation, colour profiles (ImageCms), TIFF and WebP of users' image files (registry/data/images.py)
     ],
     extras_require={
         "test": ["pytest"] + ONNX,

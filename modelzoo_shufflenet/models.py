@@ -114,6 +114,20 @@ class ShuffleNetV1Model(object):
     def default_hparams(self):
         return dict(_DEFAULT_HPARAMS)
 
+    def hparam_ranges(self):
+        """The valid values of this network's own hparams (the engine's keys have theirs in the registry)."""
+        from modelzoo_shufflenet import grouped_conv, network, preprocessing
+        from registry.hparam_ranges import OneOf, Range
+        return {
+            "crop_area_min": Range(0, 1, low_included=False, note="fraction of the image area; ImageNet uses 0.08"),
+            "eval_crop_fraction": Range(0, 1, low_included=False, note="224 of 256 is 0.875"),
+            "eval_resize": OneOf(preprocessing.EVAL_RESIZE_MODES),
+            "input_channel_order": OneOf(preprocessing.CHANNEL_ORDERS),
+            "input_normalization": OneOf(preprocessing.NORMALIZATIONS),
+            "grouped_conv_impl": OneOf(("auto",) + grouped_conv.IMPLEMENTATIONS),
+            "channel_shuffle_impl": OneOf(("auto",) + network.SHUFFLE_IMPLEMENTATIONS),
+        }
+
     def build_model(self, images, is_training, hparams):
         from modelzoo_shufflenet.network import shufflenet_v1
         return shufflenet_v1(images, is_training, groups=self.groups, width=self.width,

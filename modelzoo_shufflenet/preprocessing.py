@@ -3,7 +3,8 @@
 Train: Inception-style distorted crop (area crop_area_min..1, aspect 3/4..4/3) decoded with the
 fused decode-and-crop op, random horizontal flip, resize to image_size, ImageNet mean/std.
 Eval: resize to image_size / eval_crop_fraction (256 for 224) -- square (the seed) or
-aspect-preserving short side -- then the centred image_size crop, same normalisation.
+aspect-preserving short side -- then the centred image_size crop, same normalisation (the crop is computed
+from the source pixels it reads, so a 1x4000 strip does not become a 256 x 1,024,000 image first).
 The input convention is set by hparams: `input_normalization` imagenet (mean/std, the default) or
 none (pixels 0..255), `input_channel_order` rgb (default) or bgr -- the official Megvii weights'
 convention is bgr / none.
@@ -61,11 +62,11 @@ def eval_image(image_buffer, hparams):
         raise DataError("eval_resize is %r; use 'square' (resize to %dx%d, the seed's) or 'aspect' "
                         "(shorter side to %d)" % (mode, resize_to, resize_to, resize_to))
     image = transforms.decode_image(image_buffer)
+    # the centre crop of the resized image, computed from the pixels it reads: memory stays bounded for any shape
     if mode == "square":
-        image = transforms.resize(image, resize_to, resize_to)
+        image = transforms.central_crop_of_resize(image, resize_to, resize_to, size, size)
     else:
-        image = transforms.resize_short_side(image, resize_to)
-    image = transforms.central_crop(image, size, size)
+        image = transforms.resize_short_side_and_central_crop(image, resize_to, size, size)
     image = to_network_input(image, hparams)
     image.set_shape([size, size, 3])
     return image

@@ -123,7 +123,14 @@ def _device_settings(args):
                            args.over_dump, args.profiling, command=args.command)
 
 
+def _flag_at_least(value, low, flag):
+    """A ZooError for a command-line flag that stands in for an hparam and is below its range."""
+    if value is not None and value < low:
+        raise ZooError("%s must be >= %r, got %r" % (flag, low, value))
+
+
 def cmd_train(args):
+    _flag_at_least(args.eval_every_epochs, 0, "--eval_every_epochs")
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     if args.workers > 1:
@@ -167,6 +174,7 @@ def cmd_eval(args):
 def cmd_perf(args):
     import json
     model = discovery.get_model(args.name)
+    _flag_at_least(args.batch_size, 1, "--batch_size")
     deployed = args.export_dir is not None
     if args.latency and args.batch_size not in (None, 1):
         raise ZooError("--latency measures batch 1 (the per-image latency): drop --batch_size %d" % args.batch_size)

@@ -4,14 +4,20 @@ A model dir's saved hparams.json (eval, export) or the input convention of a war
 sits between the defaults and the preset.
 
 Every override is typed from the default's type; unknown keys and values of the wrong
-type are errors that name the valid keys, so a typo never trains the wrong recipe.
+type are errors that name the valid keys, so a typo never trains the wrong recipe. The effective
+set is then checked against each key's range (`registry.hparam_ranges`: the engine's keys and the
+plugin's own), so a value that cannot be right (a negative learning rate, zero epochs) is refused
+before anything runs. YAML files are read strictly: a key given twice, an integer YAML 1.1 reads
+in another base (`010` is 8, `1:30` is 90, `0x20` is 32) and an empty file are errors.
 """
 import difflib
 import json
 import os
+import re
 
 import yaml
 
+from registry import hparam_ranges
 from registry.errors import ZooError
 
 
@@ -86,14 +92,59 @@ def parse_set_args(pairs):
     return overrides
 
 
+_DECIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$|^[-+]?\.[0-9_]+([eE][-+]?[0-9]+)?$")
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _yaml_surprises(node, path):
+    """HParamsError for what a YAML node tree holds that is not what it seems: a key given twice in a mapping
+    (PyYAML keeps the last silently), and a number YAML 1.1 reads in another base than the decimal it looks
+    like (a leading 0 is octal, `1:30` is base 60, `0x`/`0b` hex and binary)."""
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name in seen:
+                raise HParamsError("hparams file %s sets %s twice (lines %d and %d); YAML would keep the last "
+                                   "silently: remove one" % (path, name, seen[name], key.start_mark.line + 1))
+            seen[name] = key.start_mark.line + 1
+            _yaml_surprises(value, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _yaml_surprises(item, path)
+    elif node.tag in _NUMBER_TAGS and not _DECIMAL.match(node.value) and \
+            node.value.lower().lstrip("+-") not in (".inf", ".nan"):
+        raise HParamsError("hparams file %s line %d: %s is not a plain decimal number, and YAML 1.1 reads it as %r "
+                           "(%s); write the decimal value, or quote it if you mean text" % (
+                               path, node.start_mark.line + 1, node.value, yaml.safe_load(node.value),
+                               "base 60" if ":" in node.value else "hexadecimal" if "x" in node.value.lower()
+                               else "binary" if "b" in node.value.lower() else "not decimal"))
+    elif node.tag == "tag:yaml.org,2002:int" and re.match(r"^[-+]?0[0-9_]+$", node.value):
+        raise HParamsError("hparams file %s line %d: %s has a leading zero, and YAML 1.1 reads it as the octal "
+                           "number %d; write %s" % (path, node.start_mark.line + 1, node.value,
+                                                    yaml.safe_load(node.value), node.value.lstrip("0") or "0"))
+
+
 def load_yaml(path):
+    """{key: value} of a YAML hparams file, read strictly (see the module doc); HParamsError naming the file and
+    the fix for anything else."""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            loader = yaml.SafeLoader(f.read())
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _yaml_surprises(node, path)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except OSError as err:
         raise HParamsError("cannot read hparams file %s: %s" % (path, err.strerror))
     except yaml.YAMLError as err:
         raise HParamsError("hparams file %s is not valid YAML: %s" % (path, err))
+    if data is None:
+        raise HParamsError("hparams file %s holds no settings (it is empty or all comments); write key: value "
+                           "lines, or leave out --config" % path)
     if not isinstance(data, dict):
         raise HParamsError("hparams file %s must hold a mapping of key: value, got %s"
                            % (path, type(data).__name__))
@@ -118,22 +169,40 @@ def warm_start_hparams(model, source):
     return {key: saved[key] for key in keys if key in saved}
 
 
+def check_ranges(model, hparams, origins=None):
+    """Raises HParamsError listing every value of `hparams` outside its range (registry.hparam_ranges: the
+    engine's keys, and the plugin's own from its optional `hparam_ranges()`); `origins`: {key: source}."""
+    ranges = getattr(model, "hparam_ranges", None)
+    found = hparam_ranges.problems(hparams, ranges() if callable(ranges) else None, origins)
+    if found:
+        raise HParamsError("\n  ".join(["hparam %s" % found[0]] if len(found) == 1 else
+                                       ["%d hparams are out of range:" % len(found)] + found))
+
+
 def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
             saved_source="the model dir's hparams.json"):
     """The effective hparams of `model`: its defaults, then `saved` (a model dir's hparams.json, or
-    what a warm start inherits; `saved_source` names it in errors), preset, YAML file and --set pairs."""
+    what a warm start inherits; `saved_source` names it in errors), preset, YAML file and --set pairs.
+    Raises HParamsError for an unknown key, a wrong type or a value out of its range."""
     hparams = model.default_hparams()
+    layers = []
     if saved:
-        hparams = apply_overrides(hparams, saved, saved_source)
+        layers.append((saved, saved_source))
     if preset:
         presets = getattr(model, "presets", {})
         if preset not in presets:
             raise HParamsError("unknown preset %r; this model has: %s"
                                % (preset, ", ".join(sorted(presets)) or "none"))
-        hparams = apply_overrides(hparams, presets[preset], "preset %r" % preset)
+        layers.append((presets[preset], "preset %r" % preset))
     if config_file:
-        hparams = apply_overrides(hparams, load_yaml(config_file), config_file)
-    return apply_overrides(hparams, parse_set_args(set_args), "--set")
+        layers.append((load_yaml(config_file), config_file))
+    layers.append((parse_set_args(set_args), "--set"))
+    origins = dict.fromkeys(hparams, "the defaults")
+    for overrides, source in layers:
+        hparams = apply_overrides(hparams, overrides, source)
+        origins.update(dict.fromkeys(overrides, source))
+    check_ranges(model, hparams, origins)
+    return hparams
 
 
 def add_set_argument(parser, help_text):

@@ -22,6 +22,10 @@ An entry point in the `modelzoo.models` group resolves to an object exposing:
                (optional) the hparams to build an exported inference graph with, for target
                "tensorflow" (SavedModel, frozen graph) or "onnx": implementation choices that suit
                that runtime (the computation must not change). Without it, exports use `hparams`
+    hparam_ranges() -> {key: registry.hparam_ranges.Range or OneOf}
+               (optional) the valid values of the plugin's own hparams (the engine's keys have theirs in
+               registry.hparam_ranges.ENGINE_RANGES); every command checks the effective hparams against
+               both before anything runs
     convert_state_dict(state_dict, hparams) -> (variables, hparam_overrides)
                (optional) foreign weights ({name: numpy array}, e.g. a PyTorch state_dict read by
                registry.deploy.torch_checkpoint) -> {TF variable name: array} and the hparams that
@@ -35,7 +39,8 @@ base_batch_size [batch_size], lr_schedule [cosine], warmup_epochs [0], momentum 
 [False], weight_decay [0], weight_decay_on_bn [False], label_smoothing [0], eval_every_epochs [at the
 end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded],
 num_eval_images (synthetic eval), label_offset [1] (class names); `registry.data.classification`
-reads label_offset, shuffle_buffer, data_threads and seed.
+reads label_offset, shuffle_buffer, data_threads and seed. Each of these keys has a range
+(registry.hparam_ranges), checked when the hparams are resolved.
 """
 import inspect
 
@@ -128,6 +133,10 @@ def contract_problems(obj):
     presets = getattr(obj, "presets", {})
     if not hasattr(presets, "items"):
         problems.append("`presets` must be a mapping of name -> hparam overrides")
+    ranges = getattr(obj, "hparam_ranges", None)
+    if ranges is not None and not callable(ranges):
+        problems.append("`hparam_ranges` must be a method returning {hparam: Range or OneOf}, got a %s"
+                        % type(ranges).__name__)
     convention = getattr(obj, "input_convention_hparams", ())
     if not isinstance(convention, (tuple, list)) or not all(isinstance(k, str) for k in convention):
         problems.append("`input_convention_hparams` must be a tuple of hparam names, got %r" % (convention,))

@@ -10,6 +10,7 @@ Two lanes, one code base (see setup.py):
 
 Code elsewhere uses names that exist in both (`tf.compat.v1.*`, `tf.math.divide_no_nan`,
 `tf.compat.v1.nn.in_top_k`, ...) and asks this module, never `tf.__version__`, for anything that differs.
+What one lane writes for the other to read (exported graphs) is registry/deploy/graph_compat.py's concern.
 """
 import re
 import warnings
@@ -50,6 +51,15 @@ def onednn_enabled():
     except ImportError:
         return False
     return bool(getattr(port, "IsMklEnabled", lambda: False)())
+
+
+def op_def(name):
+    """The OpDef this process's TensorFlow registers for op `name`, or None (1.15 lists its registry, 2.x looks
+    one op up)."""
+    from tensorflow.python.framework import op_def_registry
+    if LANE == "tf1":
+        return op_def_registry.get_registered_ops().get(name)
+    return op_def_registry.get(name)
 
 
 def gpu_count():

@@ -100,8 +100,8 @@ def test_counts_labels_conversions_and_report(built):
     assert [p for p, _ in result.skipped] == [broken]
     with open(result.report_path) as f:
         report = f.read()
-    assert "skipped (undecodable): 1" in report and broken in report
-    assert "skipped 1 undecodable" in printed and broken in printed
+    assert "skipped (undecodable, or above the pixel limit): 1" in report and broken in report
+    assert "skipped 1 not read" in printed and broken in printed
     assert "19/19 images" in printed and "images/sec" in printed and "ETA" in printed
     assert builder.images_written(out, "train") == 18 and builder.images_written(out, "validation") is None
 

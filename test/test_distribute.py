@@ -72,9 +72,10 @@ def test_workers_warm_start_from_another_run(tmp_path, zoo_run):
     source, target = tmp_path / "source", tmp_path / "finetune"
     out, _ = _train(zoo_run, source, "--max_steps", "1", "--skip_eval")
     assert out.returncode == 0, out.stdout
-    # learning rate 0: after one step every loaded weight still equals the source's (batch-norm statistics move)
+    # learning rate 1e-30 (the smallest a run takes is > 0): too small to change any float32 weight, so after one
+    # step every loaded weight still equals the source's (batch-norm statistics move)
     out, _ = _train(zoo_run, target, "--workers", "2", "--warm_start_from", str(source), "--max_steps", "1",
-                    "--skip_eval", "--set", "learning_rate=0", "--set", "warmup_epochs=0", "--set", "num_classes=12")
+                    "--skip_eval", "--set", "learning_rate=1e-30", "--set", "warmup_epochs=0", "--set", "num_classes=12")
     assert out.returncode == 0, out.stdout
     assert "skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 12] in model" in out.stdout
     fingerprints = [json.loads((target / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]

@@ -102,8 +102,9 @@ def _variables(model_dir):
 def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
     source, target = str(tmp_path / "source"), str(tmp_path / "target")
     runner.train(MODEL, demo_hparams(epochs=0.1), DEMO, source, log=_quiet)
-    # learning rate 0: whatever differs after one step was not loaded from the source.
-    params = demo_hparams(epochs=0.1, num_classes=12, learning_rate=0.0, warmup_epochs=0.0)
+    # learning rate 1e-30 (a run's must be > 0), too small to change a float32 weight: whatever differs after one
+    # step was not loaded from the source.
+    params = demo_hparams(epochs=0.1, num_classes=12, learning_rate=1e-30, warmup_epochs=0.0)
     lines = []
     runner.train(MODEL, params, DEMO, target, warm_start_from=source, log=lines.append)
     text = "\n".join(lines)
@@ -179,7 +180,7 @@ def test_label_outside_num_classes_is_a_data_error(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     (["--set", "lr_schedule=cosin"], "lr_schedule must be one of cosine, linear, constant, got 'cosin'"),
     (["--set", "batch_size=0"], "batch_size must be >= 1, got 0"),
-    (["--set", "grouped_conv_impl=fast"], "grouped_conv_impl must be 'auto' or one of split, block_diagonal, native"),
+    (["--set", "grouped_conv_impl=fast"], "grouped_conv_impl must be one of auto, split, block_diagonal, native, got 'fast'"),
     (["--set", "image_size=100"], "multiple of 32, got 100x100; set image_size"),
 ])
 def test_bad_hparam_values_are_clear_errors(tmp_path, capsys, bad, message):

@@ -56,7 +56,7 @@ def test_a_model_dir_evaluates_resumes_and_warm_starts_on_the_other_lane(tmp_pat
     # warm start: every backbone weight loads on the other lane; the classifier of another size is skipped
     target = tmp_path / "finetune"
     out = _run(follower, *(train + ["--model_dir", str(target), "--max_steps", "1", "--warm_start_from", str(source),
-                                    "--set", "num_classes=12", "--set", "learning_rate=0",
+                                    "--set", "num_classes=12", "--set", "learning_rate=1e-30",
                                     "--set", "warmup_epochs=0"]))
     assert "skipped shufflenet_v1/classifier/kernel: shape [960, 10] in checkpoint, [960, 12] in model" in out
     assert_backbone_warm_started(source, target)

@@ -16,6 +16,8 @@ import tensorflow as tf
 from PIL import Image
 
 from deploy_helpers import TINY, TINY_NAME, ZIP_FILE, torch_save, use_tiny_model
+from image_helpers import decoded as _decoded, digit_six as _digit_six, jpeg as _jpeg, oriented as _oriented
+from image_helpers import write_records as _write_records
 from deploy_helpers import zoo_run as run_cli
 from modelzoo_shufflenet import models, preprocessing
 from registry import cli, hparams as hp
@@ -27,59 +29,6 @@ from registry.errors import DataError, ZooError
 
 tf1 = tf.compat.v1
 TEST_DIR = os.path.dirname(os.path.abspath(__file__))
-# EXIF orientation -> the Pillow transpose that makes stored pixels from upright ones (the inverse of what a
-# viewer applies: exif_transpose rotates 6 by 270 degrees, so the stored pixels are the upright ones rotated by 90)
-STORED_FROM_UPRIGHT = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
-                       5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
-
-
-def _jpeg(image, orientation=None, quality=95):
-    buffer = io.BytesIO()
-    exif = None
-    if orientation:
-        tags = Image.Exif()
-        tags[0x0112] = orientation                   # EXIF Orientation
-        exif = tags.tobytes()
-    image.save(buffer, "JPEG", quality=quality, subsampling=0, **({"exif": exif} if exif else {}))
-    return buffer.getvalue()
-
-
-def _oriented(upright, orientation):
-    """JPEG bytes of `upright` as a phone stores it: pixels transposed, tagged with `orientation`."""
-    transpose = STORED_FROM_UPRIGHT[orientation]
-    stored = upright.transpose(transpose) if transpose is not None else upright
-    return _jpeg(stored, orientation, quality=100)
-
-
-def _decoded(data):
-    with tf.Graph().as_default(), tf1.Session() as sess:
-        return sess.run(tf.io.decode_image(data, channels=3, expand_animations=False)).astype(np.float32)
-
-
-def _digit_six():
-    """A handwritten 6 of the bundled demo data (class id 7 in its labels.txt), upscaled to 64x48."""
-    path = tfrecord.list_split_files(demo.demo_data_path(), "validation")[0]
-    for raw in tf1.io.tf_record_iterator(path):
-        feature = tf.train.Example.FromString(raw).features.feature
-        if feature["image/class/label"].int64_list.value[0] == 7:
-            image = Image.open(io.BytesIO(feature["image/encoded"].bytes_list.value[0])).convert("RGB")
-            return image.resize((64, 48), Image.BICUBIC)
-    raise AssertionError("no 6 in the demo data")
-
-
-def _write_records(path, records):
-    """Writes TF-slim records as another tool would: (encoded bytes, label, filename) tuples."""
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for encoded, label, filename in records:
-            feature = {
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-                "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"jpeg"])),
-                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                "image/filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[filename.encode()])),
-            }
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-
-
 def _photo(seed, size=(40, 32)):
     rng = np.random.RandomState(seed)
     return Image.fromarray(rng.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8))
@@ -341,7 +290,7 @@ def test_5_the_build_report_accounts_for_every_file(odd_folder):
     assert "files under the source: 22 = 16 written + 2 skipped + 4 ignored" in report
     for path in list(skipped) + [p for p, _ in result.ignored]:
         assert path in report
-    assert "skipped 2 undecodable (.heic 1, .png 1)" in printed
+    assert "skipped 2 not read (.heic 1, .png 1)" in printed
     assert "ignored 4 files ((none) 2, .md 1, .txt 1)" in printed
 
 

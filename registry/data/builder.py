@@ -15,8 +15,10 @@ Every file under SRC is accounted for in OUT/<split>-build-report.txt: written (
 re-encoded), skipped as undecodable (with the reason) or ignored (with the reason: hidden, not an
 image, outside the layout). Images are recognised by content as well as by name (a JPEG named
 .jfif or .jpe is a JPEG). Every image is decoded (TensorFlow's decoders, as the pipeline will use)
-after `registry.data.images.for_tensorflow` (EXIF orientation applied, TIFF and WebP read by Pillow);
-RGB JPEGs stored upright are stored as they are, other images are re-encoded as RGB JPEG.
+after `registry.data.images.prepare` (EXIF orientation applied, colour profiles converted to sRGB, TIFF
+and WebP read by Pillow); RGB JPEGs stored upright in sRGB are stored as they are, other images are
+re-encoded as RGB JPEG. An image above the pixel limit (`max_pixels`, --max_image_pixels) is skipped
+before it is decoded, with its size in the report.
 
 Files are shuffled across shards with --seed; each shard is written to a temporary name and
 renamed when complete, and complete shards are skipped on a re-run, so a killed build resumes.
@@ -48,10 +50,11 @@ Listing.__doc__ = """entries: [Entry] to convert; ignored: [Ignored] (a path, wh
 classes: every class name of the layout (class folders without images included)."""
 BuildResult = collections.namedtuple(
     "BuildResult", "out split num_shards written skipped converted labels report_path shards_reused ignored "
-                   "empty_classes")
-BuildResult.__doc__ = """written: images in the records; skipped: [(path, reason)]; converted: {kind: count};
-labels: {class name: id}; shards_reused: complete shards found from an earlier run; ignored: [(path, reason)]
-of files that are not images; empty_classes: class names with no image written (they keep their ids)."""
+                   "empty_classes colour_converted")
+BuildResult.__doc__ = """written: images in the records; skipped: [(path, reason)]; converted: {kind: count} of the
+re-encoded images; labels: {class name: id}; shards_reused: complete shards found from an earlier run; ignored:
+[(path, reason)] of files that are not images; empty_classes: class names with no image written (they keep their
+ids); colour_converted: {ICC profile description: count} of the images converted to sRGB."""
 
 
 # ---------------------------------------------------------------------------------------------- listing
@@ -224,8 +227,9 @@ def plan_shards(entries, num_shards, seed):
 class ImageChecker(object):
     """Decodes every image with TensorFlow; re-encodes what is not an RGB JPEG."""
 
-    def __init__(self, threads=None):
+    def __init__(self, threads=None, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
         import tensorflow as tf
+        self.max_pixels = max_pixels
         self._graph = tf.Graph()
         with self._graph.as_default():
             self._data = tf.compat.v1.placeholder(tf.string, [])
@@ -255,13 +259,19 @@ class ImageChecker(object):
         return "other"
 
     def check(self, data):
-        """-> (rgb jpeg bytes, height, width, conversion kind or None); raises ValueError when undecodable.
+        """-> (rgb jpeg bytes, height, width, re-encoding kind or None, ICC profile converted to sRGB or None);
+        raises ValueError when the image is not read (undecodable, above the pixel limit, ...).
 
-        The image is the one a viewer shows (`images.for_tensorflow`: EXIF orientation applied, TIFF and
-        WebP decoded by Pillow); anything but an upright RGB JPEG is re-encoded."""
+        The image is the one a viewer shows (`images.prepare`: EXIF orientation applied, colours converted to
+        sRGB, TIFF and WebP decoded by Pillow); anything but an upright sRGB RGB JPEG is re-encoded."""
         if not data:
             raise ValueError("empty file")
-        data, done = images.for_tensorflow(data)
+        prepared = images.prepare(data, self.max_pixels)
+        done = None
+        if prepared.data is not data:             # Pillow decoded it: say why
+            done = ("exif-orientation-%d" % prepared.orientation if prepared.orientation != 1 else
+                    "colour-profile" if prepared.profile else prepared.format.lower())
+        data = prepared.data
         try:
             is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
             kind = done or self._kind(data, is_jpeg, components)
@@ -272,7 +282,7 @@ class ImageChecker(object):
             raise ValueError(tf_compat.op_error_line(err))
         if shape[0] < 1 or shape[1] < 1:
             raise ValueError("image has no pixels (%dx%d)" % (shape[1], shape[0]))
-        return data, int(shape[0]), int(shape[1]), kind
+        return data, int(shape[0]), int(shape[1]), kind, prepared.profile
 
     def close(self):
         self._session.close()
@@ -301,7 +311,7 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
     name = tfrecord.shard_name(split, index, num_shards)
     final = os.path.join(out, name)
     tmp = os.path.join(out, ".%s.tmp-%d" % (name, os.getpid()))
-    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}}
+    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}, "colour_converted": {}}
     pending = 0
     last = time.time()
     with tf.io.TFRecordWriter(tmp) as writer:
@@ -309,12 +319,14 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
             try:
                 with open(entry.path, "rb") as f:
                     data = f.read()
-                encoded, height, width, kind = checker.check(data)
+                encoded, height, width, kind, profile = checker.check(data)
             except (OSError, ValueError) as err:
                 stats["skipped"].append([entry.path, str(err)])
             else:
                 if kind:
                     stats["converted"][kind] = stats["converted"].get(kind, 0) + 1
+                if profile:
+                    stats["colour_converted"][profile] = stats["colour_converted"].get(profile, 0) + 1
                 example = tfrecord.make_example(
                     encoded, labels[entry.synset], height, width, filename=os.path.basename(entry.path),
                     synset=entry.synset, text=texts.get(entry.synset, entry.synset))
@@ -331,8 +343,8 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
     return stats
 
 
-def _worker(jobs, out, split, num_shards, labels, texts, threads, report):
-    checker = ImageChecker(threads)
+def _worker(jobs, out, split, num_shards, labels, texts, threads, report, max_pixels):
+    checker = ImageChecker(threads, max_pixels)
     try:
         for index, entries in jobs:
             stats = write_shard(checker, out, split, index, num_shards, entries, labels, texts, report)
@@ -341,11 +353,11 @@ def _worker(jobs, out, split, num_shards, labels, texts, threads, report):
         checker.close()
 
 
-def _worker_process(jobs, out, split, num_shards, labels, texts, queue):
+def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         entries = [(index, [Entry(*e) for e in shard]) for index, shard in jobs]
-        _worker(entries, out, split, num_shards, labels, texts, 1, queue.put)
+        _worker(entries, out, split, num_shards, labels, texts, 1, queue.put, max_pixels)
         queue.put(("done",))
     except BaseException:
         queue.put(("error", traceback.format_exc()))
@@ -385,14 +397,15 @@ class Progress(object):
         self.stream.flush()
 
 
-def _manifest(src, split, num_shards, seed, plan, labels):
+def _manifest(src, split, num_shards, seed, plan, labels, max_pixels):
     digest = hashlib.sha1()
     for shard in plan:
         for entry in shard:
             digest.update(("%s\t%s\n" % (os.path.relpath(entry.path, src), entry.synset)).encode("utf-8"))
         digest.update(b"|")
     return {"src": os.path.abspath(src), "split": split, "num_shards": num_shards, "seed": seed,
-            "num_images": sum(len(s) for s in plan), "labels": labels, "files_digest": digest.hexdigest()}
+            "num_images": sum(len(s) for s in plan), "labels": labels, "files_digest": digest.hexdigest(),
+            "max_pixels": max_pixels}
 
 
 def _check_previous(out, split, num_shards, manifest):
@@ -432,11 +445,12 @@ def images_written(out, split):
 
 
 def build(src, out, split, num_shards=None, labels_file=None, synset_names=None, workers=1, seed=0,
-          stream=None):
+          stream=None, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """Converts the image folder SRC into TF-slim TFRecords OUT/<split>-NNNNN-of-MMMMM.
 
     Returns a BuildResult; writes OUT/labels.txt and OUT/<split>-build-report.txt; prints progress
-    and a summary to `stream` (stdout).
+    and a summary to `stream` (stdout). Images of more than `max_pixels` pixels (width x height) are
+    skipped unread and named with their size.
     """
     stream = stream or sys.stdout
     src, out = paths.expand(src), paths.expand(out)
@@ -453,11 +467,15 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
         stream.write("%s: %d images, so %d shards instead of %d\n" % (split, len(entries), num_shards, requested))
     if workers < 1:
         raise DataError("--workers must be >= 1, got %d" % workers)
+    try:
+        max_pixels = images.check_max_pixels(max_pixels)
+    except ValueError as err:
+        raise DataError(str(err))
 
     os.makedirs(out, exist_ok=True)
     labels = assign_labels(out, listing.classes)
     plan = plan_shards(entries, num_shards, seed)
-    manifest = _manifest(src, split, num_shards, seed, plan, labels)
+    manifest = _manifest(src, split, num_shards, seed, plan, labels, max_pixels)
     done = _check_previous(out, split, num_shards, manifest)
     os.makedirs(_state_dir(out, split), exist_ok=True)
     _write_json(os.path.join(_state_dir(out, split), "manifest.json"), manifest)
@@ -481,23 +499,23 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
                     progress.update(images=msg[1])
                 elif msg[0] == "shard":
                     progress.update(shards=1)
-            _worker(todo, out, split, num_shards, labels, texts, None, report)
+            _worker(todo, out, split, num_shards, labels, texts, None, report, max_pixels)
         else:
-            _run_processes(todo, out, split, num_shards, labels, texts, workers, progress)
+            _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
         progress.update(force=True)
 
     return _finish(out, split, num_shards, labels, len(done), listing, stream)
 
 
-def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress):
+def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels):
     import queue as queue_module
     ctx = multiprocessing.get_context("spawn")                 # TensorFlow is not fork-safe
     results = ctx.Queue()
     procs = []
     for w in range(workers):
         jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
-        p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results),
-                        daemon=True)
+        p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results,
+                                                      max_pixels), daemon=True)
         p.start()
         procs.append(p)
     running = len(procs)
@@ -531,14 +549,21 @@ def _by_extension(paths_):
     return ", ".join("%s %d" % kv for kv in sorted(counts.items()))
 
 
+def _profiles_text(counts):
+    """' (Adobe RGB (1998) 2, Display P3 1)' of {profile: count}, or ''."""
+    return " (%s)" % ", ".join("%s %d" % kv for kv in sorted(counts.items())) if counts else ""
+
+
 def _finish(out, split, num_shards, labels, reused, listing, stream):
     written, skipped, converted, per_class = 0, [], collections.Counter(), collections.Counter()
+    colour = collections.Counter()
     for index in range(num_shards):
         with open(_stats_path(out, split, index)) as f:
             stats = json.load(f)
         written += stats["written"]
         skipped.extend(tuple(s) for s in stats["skipped"])
         converted.update(stats["converted"])
+        colour.update(stats.get("colour_converted", {}))
         per_class.update(stats.get("classes", {}))
     skipped.sort()
     ignored = sorted(listing.ignored)
@@ -553,17 +578,19 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
              "classes with no image written (they keep their ids): %s" % (
                  ", ".join("%s (id %d)" % (name, labels[name]) for name in empty) or "none"),
              "re-encoded as RGB JPEG: %s" % (", ".join("%s %d" % kv for kv in sorted(converted.items())) or "none"),
-             "skipped (undecodable): %d" % len(skipped)]
+             "colour profiles converted to sRGB: %d%s" % (sum(colour.values()), _profiles_text(colour)),
+             "skipped (undecodable, or above the pixel limit): %d" % len(skipped)]
     lines += ["  %s: %s" % s for s in skipped]
     lines += ["ignored (not images, or outside the layout): %d files" % ignored_files]
     lines += ["  %s: %s" % (i.path, i.reason) for i in ignored]
     with open(report_file + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(report_file + ".tmp", report_file)
-    stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d%s; skipped %d undecodable%s; ignored %d "
-                 "files%s%s\n" % (
+    stream.write("%s: wrote %d images in %d shards to %s; re-encoded %d%s; colour profiles converted to sRGB %d%s; "
+                 "skipped %d not read%s; ignored %d files%s%s\n" % (
                      split, written, num_shards, out, sum(converted.values()),
                      " (%s)" % ", ".join("%s %d" % kv for kv in sorted(converted.items())) if converted else "",
+                     sum(colour.values()), _profiles_text(colour),
                      len(skipped), " (%s)" % _by_extension(p for p, _ in skipped) if skipped else "",
                      ignored_files, " (%s)" % _by_extension(i.path for i in ignored) if ignored else "",
                      "; listed in %s" % report_file if skipped or ignored else ""))
@@ -579,4 +606,4 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
                          "this split never evaluates", name))
     stream.flush()
     return BuildResult(out, split, num_shards, written, skipped, dict(converted), labels, report_file, reused,
-                       [(i.path, i.reason) for i in ignored], empty)
+                       [(i.path, i.reason) for i in ignored], empty, dict(colour))

@@ -2,9 +2,11 @@
 
 `zoo-run data check DIR` reads every record of each split: it must be a `tf.train.Example` with
 non-empty `image/encoded` bytes that TensorFlow decodes (as the input pipeline will) and an
-`image/class/label` inside the range `num_classes` / `label_offset` allow. It also counts records
-whose image carries an EXIF orientation (the pipeline decodes them as stored, not as a viewer shows
-them) and reports the label range it saw with the `label_offset` / `num_classes` it implies.
+`image/class/label` inside the range `num_classes` / `label_offset` allow, and an image within the pixel
+limit (`max_pixels`, read from its header: the pipeline would decode a bomb whole). It also counts records
+whose image carries an EXIF orientation or a colour profile other than sRGB (the pipeline decodes them as
+stored, not as a viewer shows them) and reports the label range it saw with the `label_offset` /
+`num_classes` it implies.
 
 `locate` is the same check stopping at the first problem: the runner uses it to name the record
 behind a data error that TensorFlow reports without one.
@@ -19,7 +21,13 @@ from registry.errors import DataError
 
 Problem = collections.namedtuple("Problem", "file record filename message")
 Problem.__doc__ = "file: the shard's path; record: its 0-based index in the shard; filename: image/filename or ''."
-FileReport = collections.namedtuple("FileReport", "file records labels problems oriented")
+FileReport = collections.namedtuple("FileReport", "file records labels problems oriented profiles")
+FileReport.__doc__ = ("oriented: records whose image carries an EXIF orientation; profiles: {ICC profile description: "
+                      "records} of images whose colour profile is not sRGB.")
+Checked = collections.namedtuple("Checked", "problem label filename oriented profile")
+Checked.__doc__ = ("One record: problem text or None, label or None, image/filename or '', whether its image "
+                   "carries an EXIF orientation, the description of its colour profile when that is not sRGB (else "
+                   "None).")
 CHECKS = ("records", "labels")   # what `locate` can look for: everything, or labels only (no decoding)
 
 
@@ -68,37 +76,42 @@ def _first(feature):
     return values[0] if values else None
 
 
-def check_record(serialized, label_range, decoder):
-    """(problem text or None, label or None, filename, EXIF-oriented?) of one serialized record.
-    `label_range`: (lowest, highest) allowed label, or None to accept any label >= 0; `decoder`: a
-    Decoder, or None to check the labels only."""
+def check_record(serialized, label_range, decoder, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
+    """Checked of one serialized record. `label_range`: (lowest, highest) allowed label, or None to accept any
+    label >= 0; `decoder`: a Decoder, or None to check the labels only; `max_pixels`: the pixel limit (width x
+    height, from the image's header, before it is decoded)."""
     import tensorflow as tf
     from google.protobuf.message import DecodeError
     try:
         feature = tf.train.Example.FromString(serialized).features.feature
     except DecodeError as err:
-        return "not a tf.train.Example (%s)" % err, None, "", False
+        return Checked("not a tf.train.Example (%s)" % err, None, "", False, None)
     filename = _first(feature["image/filename"]) if "image/filename" in feature else None
     filename = filename.decode("utf-8", "replace") if isinstance(filename, bytes) else ""
     label = _first(feature["image/class/label"]) if "image/class/label" in feature else None
     if label is None:
-        return "no image/class/label", None, filename, False
+        return Checked("no image/class/label", None, filename, False, None)
     label = int(label)
     if label_range and not label_range[0] <= label <= label_range[1]:
-        return ("image/class/label %d is outside %d..%d" % ((label,) + tuple(label_range)), label, filename,
-                False)
+        return Checked("image/class/label %d is outside %d..%d" % ((label,) + tuple(label_range)), label, filename,
+                       False, None)
     if label < 0:
-        return "image/class/label %d is negative" % label, label, filename, False
+        return Checked("image/class/label %d is negative" % label, label, filename, False, None)
     if decoder is None:
-        return None, label, filename, False
+        return Checked(None, label, filename, False, None)
     data = _first(feature["image/encoded"]) if "image/encoded" in feature else None
     if not data:
-        return "no image/encoded bytes", label, filename, False
+        return Checked("no image/encoded bytes", label, filename, False, None)
     kind = images.image_format(data)
     if kind not in images.TF_FORMATS:
-        return ("image/encoded holds %s, which TensorFlow does not decode (JPEG, PNG, GIF, BMP)"
-                % (kind or "no known image format (it starts with %r)" % data[:8])), label, filename, False
-    return decoder.problem(data), label, filename, images.exif_orientation(data) != 1
+        return Checked("image/encoded holds %s, which TensorFlow does not decode (JPEG, PNG, GIF, BMP)"
+                       % (kind or "no known image format (it starts with %r)" % data[:8]), label, filename, False,
+                       None)
+    head = images.inspect(data, max_pixels)
+    if head.refusal:
+        return Checked("the image is %s; the input pipeline would decode it whole" % head.refusal, label, filename,
+                       False, None)
+    return Checked(decoder.problem(data), label, filename, head.orientation != 1, head.profile)
 
 
 def _records(path):
@@ -113,25 +126,27 @@ def _records(path):
         yield index, err
 
 
-def check_file(path, label_range, decoder):
+def check_file(path, label_range, decoder, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """FileReport of one TFRecord file."""
-    labels, problems, oriented, count = collections.Counter(), [], 0, 0
+    labels, problems, oriented, count, profiles = collections.Counter(), [], 0, 0, collections.Counter()
     for index, serialized in _records(path):
         if not isinstance(serialized, bytes):
             problems.append(Problem(path, index, "", "the file is not a valid TFRecord file from here on "
                                                     "(%s)" % clean_tf_message(serialized.message)))
             break
         count += 1
-        message, label, filename, turned = check_record(serialized, label_range, decoder)
-        if label is not None:
-            labels[label] += 1
-        oriented += turned
-        if message:
-            problems.append(Problem(path, index, filename, message))
-    return FileReport(path, count, labels, problems, oriented)
+        checked = check_record(serialized, label_range, decoder, max_pixels)
+        if checked.label is not None:
+            labels[checked.label] += 1
+        oriented += checked.oriented
+        if checked.profile:
+            profiles[checked.profile] += 1
+        if checked.problem:
+            problems.append(Problem(path, index, checked.filename, checked.problem))
+    return FileReport(path, count, labels, problems, oriented, dict(profiles))
 
 
-def locate(files, label_range, what="records", seconds=60.0):
+def locate(files, label_range, what="records", seconds=60.0, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """The first Problem in `files` (in order), or None when none is found within `seconds`.
     `what`: 'records' checks everything, 'labels' only the labels (fast: nothing is decoded)."""
     decoder = Decoder() if what == "records" else None
@@ -142,9 +157,9 @@ def locate(files, label_range, what="records", seconds=60.0):
                 if not isinstance(serialized, bytes):
                     return Problem(path, index, "", "the file is not a valid TFRecord file from here on (%s)"
                                    % clean_tf_message(serialized.message))
-                message, _, filename, _ = check_record(serialized, label_range, decoder)
-                if message:
-                    return Problem(path, index, filename, message)
+                checked = check_record(serialized, label_range, decoder, max_pixels)
+                if checked.problem:
+                    return Problem(path, index, checked.filename, checked.problem)
                 if time.time() > deadline:
                     return None
     finally:
@@ -173,19 +188,19 @@ def _check_in_worker(args):
         import tensorflow as tf
         tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
         _worker_decoder = Decoder()
-    return check_file(args[0], args[1], _worker_decoder)
+    return check_file(args[0], args[1], _worker_decoder, args[2])
 
 
-def check_files(files, label_range, workers=1):
+def check_files(files, label_range, workers=1, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """[FileReport] of `files`, in order; `workers` > 1 checks files in parallel processes."""
     if workers <= 1 or len(files) <= 1:
         decoder = Decoder()
         try:
-            return [check_file(path, label_range, decoder) for path in files]
+            return [check_file(path, label_range, decoder, max_pixels) for path in files]
         finally:
             decoder.close()
     with multiprocessing.get_context("spawn").Pool(min(workers, len(files))) as pool:
-        return list(pool.imap(_check_in_worker, [(path, label_range) for path in files]))
+        return list(pool.imap(_check_in_worker, [(path, label_range, max_pixels) for path in files]))
 
 
 def implied_labels(labels):
@@ -197,7 +212,8 @@ def implied_labels(labels):
     return offset, max(labels) - offset + 1
 
 
-def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None, workers=1, log=print):
+def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None, workers=1, log=print,
+          max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """Checks every record of each split in `data_path`; prints every problem and a summary; returns the
     number of problems. Labels must lie in label_offset..label_offset+num_classes-1; by default
     `label_offset` is what the data implies (`tfrecord.implied_label_offset`, else 1) and `num_classes` the
@@ -222,19 +238,25 @@ def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None
         if note:
             log(note)
         started = time.time()
-        reports = check_files(files, label_range, workers)
+        reports = check_files(files, label_range, workers, max_pixels)
         problems = [p for r in reports for p in r.problems]
         records = sum(r.records for r in reports)
         oriented = sum(r.oriented for r in reports)
+        profiles = collections.Counter()
+        for report in reports:
+            profiles.update(report.profiles)
         for report in reports:
             seen.update(report.labels)
         for problem in problems:
             log("  " + describe(problem))
-        log("%s: %d files, %d records, %d problem(s)%s (%.0f records/s)" % (
+        log("%s: %d files, %d records, %d problem(s)%s%s (%.0f records/s)" % (
             split, len(files), records, len(problems),
             "; %d image(s) carry an EXIF orientation, which the pipeline ignores (rebuild from the images with "
             "`zoo-run data build`, which applies it)" % oriented if oriented else "",
-            records / max(time.time() - started, 1e-6)))
+            "; %d image(s) carry a colour profile other than sRGB (%s), which the pipeline ignores (rebuild from "
+            "the images with `zoo-run data build`, which converts them to sRGB)" % (
+                sum(profiles.values()), ", ".join("%s %d" % kv for kv in sorted(profiles.items())))
+            if profiles else "", records / max(time.time() - started, 1e-6)))
         total_problems += len(problems)
     if seen:
         offset, classes = implied_labels(seen)

@@ -18,7 +18,8 @@ def cmd_build(args):
     from registry.data import builder
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = builder.build(args.src, args.out, args.split, num_shards=args.shards, labels_file=args.labels_file,
-                           synset_names=args.synset_names, workers=args.workers, seed=args.seed)
+                           synset_names=args.synset_names, workers=args.workers, seed=args.seed,
+                           max_pixels=args.max_image_pixels)
     return 0 if result.written else 1
 
 
@@ -40,8 +41,25 @@ def cmd_check(args):
     paths.require_dir(args.data_dir, "data dir")
     splits = [args.split] if args.split else list(tfrecord.SPLITS)
     problems = check.check(args.data_dir, splits, num_classes=args.num_classes, label_offset=args.label_offset,
-                           workers=args.workers)
+                           workers=args.workers, max_pixels=args.max_image_pixels)
     return 1 if problems else 0
+
+
+def max_pixels_argument(parser, what):
+    """`--max_image_pixels N` (registry.data.images: the one pixel limit), checked when parsed."""
+    import argparse
+    from registry.data import images
+
+    def pixels(text):
+        try:
+            return images.check_max_pixels(int(text.replace(",", "").replace("_", "")))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err) if "must be" in str(err) else
+                                             "expected a whole number of pixels, got %r" % text)
+
+    parser.add_argument("--max_image_pixels", type=pixels, default=images.DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+                        help="%s (width x height; default %s: above a 200 MP phone photo, below a 20000x20000 "
+                             "decompression bomb)" % (what, "{:,}".format(images.DEFAULT_MAX_IMAGE_PIXELS)))
 
 
 def register(subparsers):
@@ -68,6 +86,7 @@ def register(subparsers):
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="parallel processes (default: number of cores, at most 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle of files across shards (default 0)")
+    max_pixels_argument(p, "images with more pixels are skipped unread and named in the report")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("check", help="decode every record of a TFRecord data set, naming each bad one",
@@ -83,4 +102,6 @@ def register(subparsers):
                                                    "a class 0, else 1)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="parallel processes, one file each (default: number of cores, at most 8)")
+    max_pixels_argument(p, "records whose image has more pixels are problems, found from the header (the input "
+                           "pipeline would decode them whole)")
     p.set_defaults(func=cmd_check)

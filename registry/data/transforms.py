@@ -24,21 +24,72 @@ def image_shape(image_buffer):
     """[height, width, channels] int32 of an encoded image, reading only the header for JPEG."""
     return tf.cond(tf.image.is_jpeg(image_buffer),
                    lambda: tf.image.extract_jpeg_shape(image_buffer),
-                   lambda: tf.shape(decode_image(image_buffer, use_jpeg_decoder=False)))
+                   lambda: tf.shape(decode_image(image_buffer)))
 
 
-def decode_image(image_buffer, use_jpeg_decoder=True):
-    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [height, width, 3] (grayscale is expanded to RGB)."""
-    def generic():
-        return tf.io.decode_image(image_buffer, channels=3, expand_animations=False)
+def decode_image(image_buffer):
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [height, width, 3] (grayscale is expanded to RGB; a GIF's first
+    frame). Anything else fails at run time with 'Unknown image file format. One of JPEG, PNG, GIF, BMP required'.
 
-    if not use_jpeg_decoder:
-        image = generic()
-    else:
-        image = tf.cond(tf.image.is_jpeg(image_buffer),
-                        lambda: tf.image.decode_jpeg(image_buffer, channels=3), generic)
+    Built from the per-format decoders, which TensorFlow 1.15 and 2.x both have (TF 2.x's single DecodeImage
+    op, what tf.io.decode_image builds there, does not exist in 1.15: a serving graph exported on lane tf2 with
+    it would not load on lane tf1 nor in ATC)."""
+    magic = tf.strings.substr(image_buffer, 0, 4)
+
+    def bmp():
+        check = tf.debugging.Assert(tf.equal(tf.strings.substr(image_buffer, 0, 2), b"BM"),
+                                    ["Unknown image file format. One of JPEG, PNG, GIF, BMP required"])
+        with tf.control_dependencies([check]):
+            return tf.io.decode_bmp(image_buffer, channels=3)
+
+    def gif_or_bmp():
+        return tf.cond(tf.equal(tf.strings.substr(image_buffer, 0, 3), b"GIF"),
+                       lambda: tf.io.decode_gif(image_buffer)[0], bmp)
+
+    def png_gif_or_bmp():
+        return tf.cond(tf.equal(magic, b"\x89PNG"), lambda: tf.io.decode_png(image_buffer, channels=3), gif_or_bmp)
+
+    image = tf.cond(tf.image.is_jpeg(image_buffer), lambda: tf.io.decode_jpeg(image_buffer, channels=3),
+                    png_gif_or_bmp)
     image.set_shape([None, None, 3])
     return image
+
+
+def encoded_image_size(image_buffer):
+    """int64 [height, width] of encoded JPEG/PNG/GIF/BMP bytes from their header, without decoding them ([0, 0] for
+    other bytes: decoding them fails). For a GIF, the logical screen's size."""
+    padded = tf.strings.join([image_buffer, b"\0" * 32])      # every header field below is then present
+
+    def field(offset, length, big_endian):
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, length), tf.uint8), tf.int64)
+        weights = [256 ** (length - 1 - i if big_endian else i) for i in range(length)]
+        return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
+
+    def bmp_side(offset):                              # int32, little-endian; a negative height is top-down
+        value = field(offset, 4, False)
+        return tf.abs(tf.compat.v2.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    magic = tf.strings.substr(padded, 0, 4)
+    zero = tf.constant([0, 0], tf.int64)
+    return tf.case([
+        (tf.image.is_jpeg(image_buffer), lambda: tf.cast(tf.image.extract_jpeg_shape(image_buffer)[:2], tf.int64)),
+        (tf.equal(magic, b"\x89PNG"), lambda: tf.stack([field(20, 4, True), field(16, 4, True)])),
+        (tf.equal(tf.strings.substr(padded, 0, 3), b"GIF"), lambda: tf.stack([field(8, 2, False), field(6, 2, False)])),
+        (tf.equal(tf.strings.substr(padded, 0, 2), b"BM"), lambda: tf.stack([bmp_side(22), bmp_side(18)])),
+    ], default=lambda: zero, exclusive=False)
+
+
+def within_pixel_limit(image_buffer, max_pixels):
+    """`image_buffer` (encoded bytes), after a check of its header that fails the run with 'the image is 20000x20000
+    = 400000000 pixels, above the limit of 250000000 ...' when width x height exceeds `max_pixels`: a decoder then
+    never allocates a decompression bomb's pixels (registry.data.images holds the same limit for files)."""
+    size = encoded_image_size(image_buffer)
+    pixels = size[0] * size[1]
+    message = tf.strings.format("the image is {}x{} = {} pixels, above the limit of %d (set by zoo-run export "
+                                "--max_image_pixels)" % max_pixels, [size[1], size[0], pixels])
+    check = tf.debugging.Assert(pixels <= max_pixels, [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(image_buffer)
 
 
 def _stateless_crop_window(shape, area_range, aspect_ratio_range, max_attempts, seed):
@@ -90,7 +141,7 @@ def decode_and_crop(image_buffer, window):
     """Decodes only the crop `window` ([y, x, h, w]) of a JPEG (fused op); other formats are
     decoded whole then cropped. -> uint8 [h, w, 3]."""
     def generic():
-        image = decode_image(image_buffer, use_jpeg_decoder=False)
+        image = decode_image(image_buffer)
         return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
 
     image = tf.cond(tf.image.is_jpeg(image_buffer),
@@ -125,15 +176,71 @@ def resize(image, height, width):
     return tf.cast(resized[0], tf.float32)
 
 
-def resize_short_side(image, size):
-    """Aspect-preserving resize: the shorter side becomes `size` (the longer side is rounded)."""
-    shape = tf.shape(image)
+def short_side_size(shape, size):
+    """int64 [new_height, new_width] that make the shorter side of an image of `shape` [h, w, ...] `size`
+    (the longer side scaled alike and rounded; neither below `size`)."""
     height = tf.cast(shape[0], tf.float32)
     width = tf.cast(shape[1], tf.float32)
     scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
-    new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), size)
-    new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), size)
-    return resize(image, new_h, new_w)
+    new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int64), size)
+    new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int64), size)
+    return tf.stack([new_h, new_w])
+
+
+def resize_short_side(image, size):
+    """Aspect-preserving resize: the shorter side becomes `size` (the longer side is rounded).
+
+    The whole resized image is made: for a 1x4000 strip and size 256 that is 256 x 1,024,000 pixels (3 GB
+    of float32). Eval transforms that crop the centre afterwards use `resize_short_side_and_central_crop`,
+    whose memory does not depend on the image's shape."""
+    new_size = tf.cast(short_side_size(tf.shape(image), size), tf.int32)
+    return resize(image, new_size[0], new_size[1])
+
+
+def central_crop_of_resize(image, new_height, new_width, height, width):
+    """float32 [height, width, c]: the centred [height, width] window of `resize(image, new_height, new_width)`
+    (offsets rounded down), computed from the pixels that window reads only.
+
+    The same numbers as resizing then cropping (TensorFlow's bilinear kernel with half-pixel centres: source
+    coordinate (i + 0.5) * in / out - 0.5 in float32, neighbours clamped to the image, the x weight applied
+    before the y weight), but memory and time grow with height x width, not with the resized image: a 1x4000
+    strip resized to 256 x 1,024,000 would take 3 GB. `new_height` >= `height` and `new_width` >= `width`."""
+    shape = tf.shape(image, out_type=tf.int64)
+
+    def axis(in_size, out_size, crop):
+        out_size = tf.cast(out_size, tf.int64)
+        # in / out as the kernel divides; not `/`, which Grappler turns into a multiplication by the reciprocal
+        # when `out_size` is a constant (a different float32 scale: samples up to 0.002 of 255 off)
+        scale = tf.math.divide_no_nan(tf.cast(in_size, tf.float32), tf.cast(out_size, tf.float32))
+        start = (out_size - crop) // 2
+        source = (tf.cast(tf.range(start, start + crop), tf.float32) + 0.5) * scale - 0.5
+        floor = tf.floor(source)
+        lower = tf.maximum(tf.cast(floor, tf.int64), 0)
+        upper = tf.minimum(tf.cast(tf.math.ceil(source), tf.int64), in_size - 1)
+        return lower, upper, source - floor
+
+    y_lower, y_upper, y_lerp = axis(shape[0], new_height, height)
+    x_lower, x_upper, x_lerp = axis(shape[1], new_width, width)
+
+    def corner(rows, columns):
+        grid = tf.stack([tf.tile(rows[:, None], [1, width]), tf.tile(columns[None, :], [height, 1])], axis=-1)
+        return tf.cast(tf.gather_nd(image, grid), tf.float32)
+
+    x_lerp = x_lerp[None, :, None]
+    top_left, top_right = corner(y_lower, x_lower), corner(y_lower, x_upper)
+    bottom_left, bottom_right = corner(y_upper, x_lower), corner(y_upper, x_upper)
+    top = top_left + (top_right - top_left) * x_lerp
+    bottom = bottom_left + (bottom_right - bottom_left) * x_lerp
+    cropped = top + (bottom - top) * y_lerp[:, None, None]
+    cropped.set_shape([height, width, image.shape[-1]])
+    return cropped
+
+
+def resize_short_side_and_central_crop(image, size, height, width):
+    """float32 [height, width, c]: `central_crop(resize_short_side(image, size), height, width)` in memory that does
+    not depend on the image's width-to-height ratio (see `central_crop_of_resize`)."""
+    new_size = short_side_size(tf.shape(image), size)
+    return central_crop_of_resize(image, new_size[0], new_size[1], height, width)
 
 
 def central_crop(image, height, width):

@@ -41,7 +41,7 @@ def cmd_export(args):
     from registry.deploy.export import FORMATS, export
     export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
            name=args.name, overwrite=args.overwrite, formats=FORMATS if args.format == "all" else (args.format,),
-           opset=args.opset)
+           opset=args.opset, max_pixels=args.max_image_pixels)
     return 0
 
 
@@ -51,9 +51,11 @@ def cmd_predict(args):
     _quiet_tensorflow()
     from registry.deploy import predict
     results, checkpoint, source = predict.predict(model, params, args.model_dir, args.images, top_k=args.top_k,
-                                                  labels=args.labels, checkpoint=args.checkpoint)
+                                                  labels=args.labels, checkpoint=args.checkpoint,
+                                                  max_pixels=args.max_image_pixels)
     if args.json:
-        print(json.dumps({"checkpoint": checkpoint, "labels": source, "results": results}, indent=2))
+        print(json.dumps({"checkpoint": checkpoint, "labels": source, "results": results,
+                          "colour_profiles_converted": predict.colour_converted(results)}, indent=2))
     else:
         print("%s, %s" % (checkpoint, "class names from %s" % source if source else
                           "no class names (pass --labels DATA_DIR/labels.txt)"))
@@ -63,10 +65,12 @@ def cmd_predict(args):
 
 def register(subparsers):
     """Adds predict, export and import-weights to zoo-run's subcommands."""
+    from registry.data.cli import max_pixels_argument
     p = subparsers.add_parser(
         "predict", help="top-5 classes of image files with a trained model",
-        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; EXIF orientation applied, as a viewer "
-                    "shows them) with the model dir's latest checkpoint, applying the model dir's "
+        description="Classifies image files (JPEG, PNG, GIF, BMP, TIFF, WebP; as a viewer shows them: EXIF "
+                    "orientation applied, colour profiles converted to sRGB) with the model dir's latest checkpoint, "
+                    "applying the model dir's "
                     "input convention (hparams.json). Class names come from --labels, else the model dir's "
                     "labels.txt, else ImageNet's list when the model has 1000 classes.")
     p.add_argument("name", help="registered model name, e.g. shufflenetv1_g3")
@@ -77,6 +81,7 @@ def register(subparsers):
                    help="the data set's labels.txt ('id:name' lines), or the TFRecord dir holding it")
     p.add_argument("--top_k", type=int, default=5, help="classes shown per image (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    max_pixels_argument(p, "images with more pixels are refused before anything is decoded")
     hp.add_set_argument(p, "override one of the model dir's hparams (repeatable)")
     p.set_defaults(func=cmd_predict)
 
@@ -91,7 +96,8 @@ def register(subparsers):
                     "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: "
                     "both.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Ascend:\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
+        epilog="Ascend (the export prints these for its own files; the first only when TensorFlow 1.15 reads its "
+               "frozen graph, as ATC parses TF 1.15 graphs):\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
                "--out_nodes=\"logits:0;probabilities:0\" --output=OUTPUT/model --soc_version=Ascend310\n"
                "  atc --model=OUTPUT/model.onnx --framework=5 --input_shape=\"input:1,224,224,3\" "
                "--output=OUTPUT/model_onnx --soc_version=Ascend310")
@@ -104,6 +110,8 @@ def register(subparsers):
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")
+    max_pixels_argument(p, "the SavedModel's serving_default refuses larger images, from their header, before "
+                           "decoding them")
     hp.add_set_argument(p, "override one of the model dir's hparams (repeatable), e.g. grouped_conv_impl=native")
     p.set_defaults(func=cmd_export)
 

@@ -17,14 +17,18 @@ The plugin's optional `preprocess_image(image_bytes, hparams)` (its eval transfo
 `serving_default` runs on each image; `predict_images`, the frozen graph and the ONNX model expect its
 output. The graphs are built with the plugin's optional `export_hparams(hparams, target)` (ShuffleNet:
 block-diagonal grouped convolutions for TensorFlow, which run on any device; native grouped ones for ONNX).
-`serving_default` decodes the bytes in the graph, where EXIF orientation cannot be applied: callers
-send upright pixels (e.g. `PIL.ImageOps.exif_transpose` before encoding), as `zoo-run predict` does.
+`serving_default` decodes the bytes in the graph, where EXIF orientation and colour profiles cannot be
+applied: callers send upright sRGB images (e.g. `PIL.ImageOps.exif_transpose` and `ImageCms` before
+encoding), as `zoo-run predict` does. It refuses, from the header and before decoding, an image of more
+pixels than the export's `max_pixels` (the same limit as `zoo-run predict`'s, `--max_image_pixels`).
 """
 import collections
 import json
 import os
 import shutil
 
+from registry.data import images as images_mod
+from registry.deploy import graph_compat
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
 
@@ -62,8 +66,11 @@ def _restore(tf, sess, checkpoint):
     tf1.train.Saver(var_list=tf1.global_variables()).restore(sess, checkpoint)
 
 
-def write_saved_model(model, hparams, checkpoint, path):
+def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
+    """Writes the SavedModel of the module doc to `path`; `serving_default` refuses images of more than
+    `max_pixels` pixels (width x height, read from the header before decoding). Returns `path`."""
     import tensorflow as tf
+    from registry.data import transforms
     tf1 = tf.compat.v1
     preprocess = getattr(model, "preprocess_image", None)
     if not callable(preprocess):
@@ -73,7 +80,8 @@ def write_saved_model(model, hparams, checkpoint, path):
     with tf.Graph().as_default():
         image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
         images = tf1.placeholder(tf.float32, [None, size, size, 3], name="images")
-        decoded = tf.map_fn(lambda b: preprocess(b, hparams), image_bytes, dtype=tf.float32, back_prop=False)
+        decoded = tf.map_fn(lambda b: preprocess(transforms.within_pixel_limit(b, max_pixels), hparams), image_bytes,
+                            dtype=tf.float32, back_prop=False)
         decoded.set_shape([None, size, size, 3])
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
             with tf1.name_scope("images"):
@@ -97,6 +105,7 @@ def write_saved_model(model, hparams, checkpoint, path):
             builder.add_meta_graph_and_variables(sess, [tf1.saved_model.tag_constants.SERVING],
                                                  signature_def_map=signatures, strip_default_attrs=True)
             builder.save()
+    graph_compat.make_saved_model_portable(path)
     return path
 
 
@@ -132,18 +141,22 @@ def checkpoint_logits(model, hparams, checkpoint, images):
 
 
 def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
+    """Writes `frozen_graph_def` (attrs TensorFlow 1.15 cannot read removed when they carry nothing, see
+    graph_compat) to `path`; returns (path, number of nodes, the GraphDef)."""
     frozen = frozen_graph_def(model, hparams, checkpoint, batch_size)
+    graph_compat.make_portable(frozen)
     with open(path, "wb") as f:
         f.write(frozen.SerializeToString())
-    return path, len(frozen.node)
+    return path, len(frozen.node), frozen
 
 
 def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
-           formats=("tf",), opset=None, log=print):
+           formats=("tf",), opset=None, log=print, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
     """Writes the `formats` into OUTPUT: "tf" the SavedModel, frozen_graph.pb and export_info.json, "onnx"
     model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default); and
-    class_names.txt. Returns {format: info dict}. Raises a ZooError, before writing anything, for an unknown
-    format, a missing optional package or an existing output (unless `overwrite`)."""
+    class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
+    {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing
+    optional package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
     from registry.deploy import onnx_export
     from registry.engine.warm_start import resolve_checkpoint
@@ -153,6 +166,10 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                                                                      ", ".join(FORMATS)))
     if batch_size < 1:
         raise ZooError("--batch_size must be >= 1, got %d" % batch_size)
+    try:
+        max_pixels = images_mod.check_max_pixels(max_pixels)
+    except ValueError as err:
+        raise ZooError(str(err))
     if "onnx" in formats:
         onnx_export.require("--format onnx")
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
@@ -178,7 +195,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log)
+        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
         infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:1,%d,%d,3\" --output=%s "
@@ -188,35 +205,47 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     return infos
 
 
-def _export_tf(model, hparams, checkpoint, output, batch_size, common, log):
+def _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels):
+    from registry import tf_compat
     built = export_hparams(model, hparams, "tensorflow")
-    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR))
-    frozen, nodes = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH), batch_size)
+    saved_model = write_saved_model(model, built, checkpoint, os.path.join(output, SAVED_MODEL_DIR), max_pixels)
+    frozen, nodes, frozen_def = write_frozen_graph(model, built, checkpoint, os.path.join(output, FROZEN_GRAPH),
+                                                   batch_size)
+    exporter = "%d.%d" % tf_compat.VERSION
+    saved_readers = graph_compat.readers(graph_compat.saved_model_graph_defs(saved_model), exporter)
+    frozen_readers = graph_compat.readers([frozen_def], exporter)
     size = int(hparams["image_size"])
     info = collections.OrderedDict(common)
     info.update([
         ("saved_model", collections.OrderedDict([
-            ("path", saved_model), ("tags", ["serve"]),
+            ("path", saved_model), ("tags", ["serve"]), ("readable_by", saved_readers.text),
             ("signatures", {
-                SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG"},
-                                    "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"}},
+                SERVING_SIGNATURE: {"inputs": {"image_bytes": "string [N] encoded JPEG/PNG/GIF/BMP, upright, sRGB"},
+                                    "outputs": {"classes": "int32 [N]", "probabilities": "float32 [N, K]"},
+                                    "max_image_pixels": max_pixels},
                 IMAGES_SIGNATURE: {"inputs": {"images": "float32 [N, %d, %d, 3] preprocessed" % (size, size)},
                                    "outputs": {"logits": "float32 [N, K]", "probabilities": "float32 [N, K]",
                                                "classes": "int32 [N]"}}})])),
         ("frozen_graph", collections.OrderedDict([
-            ("path", frozen), ("nodes", nodes),
+            ("path", frozen), ("nodes", nodes), ("readable_by", frozen_readers.text),
             ("input", {"name": INPUT_NODE, "tensor": INPUT_NODE + ":0", "dtype": "float32", "format": "NHWC",
                        "shape": [batch_size, size, size, 3]}),
             ("outputs", {n: n + ":0" for n in OUTPUT_NODES}),
-            ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size))])),
+            ("atc_input_shape", "%s:%d,%d,%d,3" % (INPUT_NODE, batch_size, size, size) if frozen_readers.tf115
+             else None)])),
         ("built_with", changed_hparams(hparams, built)),
     ])
     with open(os.path.join(output, EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=2)
-    log("  SavedModel   %s  (signatures: %s, %s)\n  frozen graph %s  (input %s float32 %s, outputs %s)"
-        % (saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, frozen, INPUT_NODE,
-           info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES)))
-    log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
-        "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"
-        % (frozen, info["frozen_graph"]["atc_input_shape"], os.path.join(output, "model")))
+    log("  SavedModel   %s  (signatures: %s, %s; readable by %s)\n"
+        "  frozen graph %s  (input %s float32 %s, outputs %s; readable by %s)"
+        % (saved_model, SERVING_SIGNATURE, IMAGES_SIGNATURE, saved_readers.text, frozen, INPUT_NODE,
+           info["frozen_graph"]["input"]["shape"], ", ".join(OUTPUT_NODES), frozen_readers.text))
+    if frozen_readers.tf115:
+        log("  Ascend: atc --model=%s --framework=3 --input_shape=\"%s\" --out_nodes=\"logits:0;probabilities:0\" "
+            "--output=%s --soc_version=<your Ascend SoC, e.g. Ascend310>"
+            % (frozen, info["frozen_graph"]["atc_input_shape"], os.path.join(output, "model")))
+    else:
+        log("  Ascend: no atc command for %s: ATC reads TensorFlow 1.15 graphs; export on lane tf1 (%s) for ATC"
+            % (frozen, tf_compat.LANES["tf1"]))
     return info

@@ -1,9 +1,9 @@
 """Top-k classes of image files with a trained model dir (its latest checkpoint and hparams.json).
 
-Each file is checked to be an image before anything runs and read as a viewer shows it
-(`registry.data.images`: EXIF orientation applied; TIFF and WebP read by Pillow); it is decoded and
-transformed by the plugin's `preprocess_image` (its eval transform, with the model dir's input
-convention), then classified.
+Each file is checked to be an image within the pixel limit before anything runs and read as a viewer
+shows it (`registry.data.images`: EXIF orientation applied, colour profile converted to sRGB; TIFF and WebP
+read by Pillow); it is decoded and transformed by the plugin's `preprocess_image` (its eval transform, with
+the model dir's input convention), then classified.
 """
 import collections
 
@@ -15,9 +15,10 @@ from registry.errors import ZooError
 ACCEPTED = "JPEG, PNG, GIF, BMP, TIFF, WebP"
 
 
-def read_image(path):
-    """(bytes TensorFlow decodes as the upright image, format as shown to the user) of an image file; a
-    ZooError that says why for anything else."""
+def read_image(path, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
+    """(bytes TensorFlow decodes as the image a viewer shows, what it is as shown to the user: e.g. "JPEG, EXIF
+    orientation 6 applied, colour profile 'Adobe RGB (1998)' converted to sRGB") of an image file; a ZooError
+    that names the file and says why for anything else (not an image, more than `max_pixels` pixels, ...)."""
     path = paths.require_file(path, "image", "; pass image files (%s)" % ACCEPTED)
     with open(path, "rb") as f:
         data = f.read()
@@ -25,12 +26,10 @@ def read_image(path):
     if kind is None:
         raise ZooError("%s is not an image: %s expected (it starts with %r)" % (path, ACCEPTED, data[:8]))
     try:
-        data, done = images_mod.for_tensorflow(data)
+        prepared = images_mod.prepare(data, max_pixels)
     except ValueError as err:
         raise ZooError("%s: %s" % (path, err))
-    if done and done.startswith("exif-orientation"):
-        kind += ", EXIF orientation %s applied" % done.rsplit("-", 1)[1]
-    return data, kind
+    return prepared.data, ", ".join([kind] + images_mod.changes(prepared))
 
 
 class Predictor(object):
@@ -83,10 +82,13 @@ def check_decodable(images):
                                    % (path, tf_compat.op_error_line(err)))
 
 
-def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None):
-    """[{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path."""
+def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None,
+            max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
+    """([{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path, the
+    checkpoint, the class names' source). 'format' says what reading the file as a viewer shows it took (see
+    read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
     from registry.engine.warm_start import resolve_checkpoint
-    images = [(path,) + read_image(path) for path in paths]  # every file checked before the model is built
+    images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
     num_classes = int(hparams["num_classes"])
@@ -108,11 +110,20 @@ def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=N
     return results, checkpoint, source
 
 
+def colour_converted(results):
+    """How many of `results` had their colour profile converted to sRGB."""
+    return sum("converted to sRGB" in result["format"] for result in results)
+
+
 def format_table(results):
+    """The printed form of predict()'s results: per image its line, then rank, probability, class, name."""
     lines = []
     for result in results:
         lines.append("%s (%s)" % (result["image"], result["format"]))
         lines.append("  %-4s %-11s %-6s %s" % ("rank", "probability", "class", "name"))
         for p in result["predictions"]:
             lines.append("  %-4d %-11.4f %-6d %s" % (p["rank"], p["probability"], p["class"], p["name"]))
+    converted = colour_converted(results)
+    if converted:
+        lines.append("colour profiles converted to sRGB: %d of %d image(s)" % (converted, len(results)))
     return "\n".join(lines)

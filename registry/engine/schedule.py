@@ -3,9 +3,8 @@ import math
 
 import tensorflow as tf
 
+from registry.hparam_ranges import LR_SCHEDULES as SCHEDULES
 from registry.hparams import HParamsError
-
-SCHEDULES = ("cosine", "linear", "constant")
 
 
 class Plan(object):

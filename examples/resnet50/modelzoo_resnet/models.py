@@ -84,6 +84,15 @@ class ResNet50V15(object):
     def default_hparams(self):
         return {key: list(value) if isinstance(value, list) else value for key, value in _DEFAULT_HPARAMS.items()}
 
+    def hparam_ranges(self):
+        """The valid values of this network's own hparams (the engine's keys have theirs in the registry)."""
+        from registry.hparam_ranges import Range
+        return {
+            "crop_area_range": Range(0, 1, low_included=False, note="fractions of the image area, [low, high]"),
+            "eval_crop_fraction": Range(0, 1, low_included=False, note="224 of 256 is 0.875"),
+            "bn_momentum": Range(0, 1, high_included=False),
+        }
+
     def build_model(self, images, is_training, hparams):
         from modelzoo_resnet.network import resnet50_v1_5
         return resnet50_v1_5(images, is_training, num_classes=int(hparams["num_classes"]),

@@ -45,8 +45,9 @@ def eval_image(image_buffer, hparams):
     """Encoded image -> float32 [S, S, 3]: shorter side to S / eval_crop_fraction, centre crop S, means off."""
     size = _size(hparams)
     image = transforms.decode_image(image_buffer)
-    image = transforms.resize_short_side(image, transforms.eval_resize_size(size, float(hparams["eval_crop_fraction"])))
-    image = _subtract_means(transforms.central_crop(image, size, size))
+    image = transforms.resize_short_side_and_central_crop(
+        image, transforms.eval_resize_size(size, float(hparams["eval_crop_fraction"])), size, size)
+    image = _subtract_means(image)
     image.set_shape([size, size, 3])
     return image
 
