@@ -31,12 +31,13 @@ IMPLEMENTATIONS = ("split", "block_diagonal", "native")
 
 
 def resolve_impl(impl, is_training, dtype=tf.float32):
-    """Maps "auto" to the fastest implementation measured for this lane, device and mode (table above);
-    any other value must be one of IMPLEMENTATIONS (HParamsError otherwise).
+    """Maps "auto" to the fastest implementation measured for this lane, device, mode and the CPU kernels really in
+    force (`tf_compat.onednn_enabled()`, read from TensorFlow); any other value must be one of IMPLEMENTATIONS
+    (HParamsError otherwise).
 
-    oneDNN's grouped convolution is float32 only: TF 2.15 has no float16 grouped-conv gradient on the CPU
-    ("Gradients for grouped convolutions are not supported on CPU"), so float16 compute (force_fp16) off
-    a GPU takes the split or block-diagonal form."""
+    oneDNN's grouped convolution gradient is float32 only: TF has no float16 grouped-conv gradient on the CPU
+    ("Gradients for grouped convolutions are not supported on CPU"), so float16 compute (force_fp16) off a GPU
+    takes the split or block-diagonal form."""
     if impl == "auto":
         if tf_compat.gpu_count():
             return "native"
@@ -48,6 +49,38 @@ def resolve_impl(impl, is_training, dtype=tf.float32):
         raise HParamsError("grouped_conv_impl must be 'auto' or one of %s, got %r"
                            % (", ".join(IMPLEMENTATIONS), impl))
     return impl
+
+
+def native_gradient_problem(dtype=tf.float32):
+    """Why this process cannot compute the gradient of a native grouped convolution on its CPU, with the fix, or
+    None when it can (a GPU, or TF 2.x's oneDNN kernels in float32). Measured: stock TF 1.15.0 and
+    intel-tensorflow 1.15.2 reject even the forward pass; TF 2.21's Eigen kernels run the forward pass but no
+    gradient; oneDNN's run the float32 gradient, not the float16 one."""
+    if tf_compat.gpu_count():
+        return None
+    alternatives = "or --set grouped_conv_impl=auto (or split, block_diagonal), which train anywhere"
+    if tf_compat.LANE == "tf1":
+        return ("TensorFlow 1.15 has no grouped convolution on the CPU. Train on a GPU, use lane tf2 (make STACK=tf2), "
+                + alternatives)
+    if not tf_compat.onednn_enabled():
+        kernels = tf_compat.cpu_kernels()
+        return ("TensorFlow's oneDNN CPU kernels are off in this process (TF_ENABLE_ONEDNN_OPTS=%s), and only they "
+                "compute a grouped convolution's gradient on the CPU. Unset TF_ENABLE_ONEDNN_OPTS (zoo-run then sets "
+                "it to 1) or set it to 1, %s" % (kernels["TF_ENABLE_ONEDNN_OPTS"] or "unset", alternatives))
+    if tf.as_dtype(dtype) != tf.float32:
+        return ("oneDNN's grouped convolution gradient is float32 only, and this graph computes in %s. Train in "
+                "float32 (the default precision mode), %s" % (tf.as_dtype(dtype).name, alternatives))
+    return None
+
+
+def _refuse_gradient(problem):
+    """A gradient function for tf.RegisterGradient that raises HParamsError(problem) when a gradient is built."""
+    def gradient(op, grad):
+        raise HParamsError("grouped_conv_impl=native cannot train here (the gradient of %s): %s" % (op.name, problem))
+    return gradient
+
+
+_REFUSALS = {}
 
 
 def block_diagonal_kernel(kernel, groups):
@@ -62,9 +95,24 @@ def block_diagonal_kernel(kernel, groups):
 
 
 def conv1x1(x, kernel, groups, impl):
-    """Grouped 1x1 convolution of NHWC `x` with a [1, 1, in/groups, out] kernel."""
-    if groups == 1 or impl == "native":
+    """Grouped 1x1 convolution of NHWC `x` [N, H, W, in] with a [1, 1, in/groups, out] kernel -> [N, H, W, out],
+    x's dtype.
+
+    impl "native" builds TensorFlow's grouped Conv2D; where its gradient cannot run on this CPU (see
+    `native_gradient_problem`) the op is built with a gradient that raises HParamsError naming the fix when a
+    training step asks for it, so describing, exporting and inference still build."""
+    if groups == 1:
         return tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+    if impl == "native":
+        problem = native_gradient_problem(x.dtype)
+        if problem is None:
+            return tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "VALID")
+        name = _REFUSALS.get(problem)
+        if name is None:
+            name = _REFUSALS[problem] = "ZooRefusedGroupedConvGradient%d" % len(_REFUSALS)
+            tf.RegisterGradient(name)(_refuse_gradient(problem))
+        with tf.compat.v1.get_default_graph().gradient_override_map({"Conv2D": name}):
+            return tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "VALID")
     if impl == "block_diagonal":
         return tf.nn.conv2d(x, block_diagonal_kernel(kernel, groups), [1, 1, 1, 1], "VALID")
     if impl == "split":

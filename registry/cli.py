@@ -197,9 +197,9 @@ def cmd_perf(args):
     report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
                       runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
     report["network"] = args.name
-    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s (TensorFlow %s)"
+    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"],
-             report["lane"], report["tensorflow"]))
+             report["lane_description"]))
     first = modes[0]
     print("Final Performance images/sec : %.2f" % report["%s_images_per_sec" % first])
     print("Final Performance %s step time ms : %.2f" % (first, report["%s_step_time_ms" % first]))
@@ -363,6 +363,8 @@ def main(argv=None):
     # Before any plugin imports TensorFlow: its C++ log (TF 2.15's CUDA-plugin registration lines on a
     # machine without a GPU, start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from registry import onednn
+    onednn.turn_on()   # TensorFlow's oneDNN CPU kernels, unless TF_ENABLE_ONEDNN_OPTS is set (registry/onednn.py)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the launcher replays the command line for its workers
     try:

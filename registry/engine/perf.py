@@ -169,7 +169,8 @@ def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_
     device = device or ("gpu" if devices.gpu_available() else "cpu")
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
-              "lane": tf_compat.LANE, "tensorflow": tf.__version__,
+              "lane": tf_compat.LANE, "tensorflow": tf.__version__, "lane_description": tf_compat.describe(),
+              "cpu_kernels": tf_compat.cpu_kernels(),
               "data": "synthetic" if synthetic else data_path, "params": params, "macs": macs,
               "steps": steps, "warmup_steps": warmup_steps, "windows": windows}
     for name in modes:
