@@ -61,9 +61,9 @@ def channel_shuffle(x, groups, impl="reshape"):
     permutation, which is equally valid for training but would not load the reference's weights.)
 
     impl "reshape": reshape to [N, H, W, C/g, g], transpose, reshape back (one copy; TensorFlow's graphs).
-    impl "slices": concat of the g strided channel slices x[..., j::g] (the same permutation). It has no
-    layout-bound reshape, so an NHWC -> NCHW converter (tf2onnx) moves its layout transposes through it
-    instead of wrapping every shuffle in two (the ONNX export uses it).
+    impl "slices": concat of the g strided channel slices x[..., j::g] (the same permutation, g copies). tf2onnx
+    moves its layout transposes through it; the ONNX export now rewrites the reshape form instead
+    (registry.deploy.onnx_graph), which is one copy in every runtime.
     """
     if impl == "slices":
         return tf.concat([x[..., j::groups] for j in range(groups)], axis=3)
