@@ -118,7 +118,7 @@ def test_a_native_grouped_conv_that_cannot_train_here_is_a_clear_error_naming_th
                               "(make STACK=tf2), or --set grouped_conv_impl=auto (or split, block_diagonal), which "
                               "train anywhere")
         return
-    assert auto == "auto split block_diagonal"       # oneDNN off: auto follows the real state
+    assert auto == "auto split split"                # oneDNN off: auto follows the real state
     assert "TensorFlow's oneDNN CPU kernels are off in this process (TF_ENABLE_ONEDNN_OPTS=0)" in error
     assert error.endswith("Unset TF_ENABLE_ONEDNN_OPTS (zoo-run then sets it to 1) or set it to 1, or --set "
                           "grouped_conv_impl=auto (or split, block_diagonal), which train anywhere")
