@@ -77,7 +77,8 @@ def _configs(args, torch_onnx):
     for spec in args.tf:
         name, rest = spec.split("=", 1)
         zoo_run, env = _command(rest)
-        configs.append((name, "tf", [zoo_run, "perf", args.model, "--synthetic"] + common, env))
+        modes = [] if args.tf_mode == "both" else ["--mode", args.tf_mode]
+        configs.append((name, "tf", [zoo_run, "perf", args.model, "--synthetic"] + modes + common, env))
     for family, specs in (("onnxruntime", args.onnx), ("openvino", args.openvino)):
         for i, spec in enumerate(specs):
             zoo_run, env = _command(spec)
@@ -109,6 +110,8 @@ def main():
                         help="also time the PyTorch export in the onnxruntime of this python; repeatable")
     parser.add_argument("--peak_gmacs", type=float, help="the cores' float32 multiply-adds per second, in G (the "
                                                          "physical bound; see the module docstring)")
+    parser.add_argument("--tf_mode", choices=["both", "train", "infer"], default="both",
+                        help="what the --tf rows time (default both: training and the frozen graph's inference)")
     parser.add_argument("--model", default="shufflenetv1_g3")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
