@@ -221,3 +221,32 @@ def test_perf_onnxruntime_on_fresh_weights(monkeypatch, tmp_path):
                    "--set", "image_size=64")
     assert report["infer_runtime"].startswith("onnxruntime") and report["infer_model"] == "fresh weights"
     _check_timm_keys(report, "infer", 2)
+
+
+def test_a_zero_pad_is_folded_into_a_max_pool_only_after_a_relu():
+    """On inputs with negative values: Pad -> MaxPool keeps its Pad (zeros would win over negatives where MaxPool's
+    own padding is -inf), Relu -> Pad -> MaxPool is folded; both give onnxruntime's outputs of the unrewritten
+    graph."""
+    from onnx import TensorProto, helper, numpy_helper
+    from registry.deploy import onnx_graph
+
+    def graph(with_relu):
+        nodes = [helper.make_node("Relu", ["x"], ["r"])] if with_relu else []
+        nodes += [helper.make_node("Pad", ["r" if with_relu else "x", "pads"], ["p"], mode="constant"),
+                  helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+            [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]),
+            opset_imports=[helper.make_opsetid("", OPSET)], ir_version=7)   # IR 7: opset 13's, read by every pinned ORT
+
+    x = -1.0 - np.random.RandomState(0).rand(1, 2, 8, 8).astype(np.float32)   # all negative
+    for with_relu, folded in ((False, 0), (True, 1)):
+        model = graph(with_relu)
+        expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        assert onnx_graph.optimize(model)["pads_folded"] == folded
+        assert [n.op_type for n in model.graph.node].count("Pad") == 1 - folded
+        got = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        assert np.array_equal(got, expected)
+        if not with_relu:   # the Pad's zeros win the border windows: MaxPool's own padding would not give them
+            assert (expected[..., 0, :] == 0).all() and (expected[..., 1:, 1:] < 0).all()
