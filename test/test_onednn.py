@@ -127,3 +127,32 @@ def test_a_native_grouped_conv_that_cannot_train_here_is_a_clear_error_naming_th
 @pytest.mark.skipif(tf_compat.LANE != "tf2" or not X86, reason="oneDNN's grouped convolution: lane tf2 on x86 only")
 def test_with_onednn_on_auto_is_native_and_a_native_training_step_runs():
     assert _script("1", "native") == ["auto native native", "trained"]
+
+
+def _train(zoo_run, model_dir, value, *settings):
+    """(exit code, printed output, run_summary.json or None) of a 2-step synthetic `zoo-run train`."""
+    done = subprocess.run([zoo_run, "train", "shufflenetv1_g3", "--synthetic", "--skip_eval", "--max_steps", "2",
+                           "--model_dir", str(model_dir), "--set", "image_size=64", "batch_size=2"] + list(settings),
+                          env=_environment(value), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=900)
+    path = model_dir / "run_summary.json"
+    return done.returncode, done.stdout, json.load(open(str(path))) if path.exists() else None
+
+
+def test_train_records_the_decision_in_run_summary_and_the_lane_line(zoo_run, tmp_path):
+    code, out, summary = _train(zoo_run, tmp_path / "unset", None)
+    assert code == 0, out
+    if tf_compat.LANE == "tf1":
+        assert summary["environment"] == {"applied": {}, "ignored": {}}
+        assert "Training from scratch on lane tf1 (TensorFlow 1.15.0, no oneDNN CPU kernels (stock build))" in out
+        code, out, summary = _train(zoo_run, tmp_path / "set", "1")
+        assert code == 0 and summary["environment"]["ignored"] == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+        return
+    assert summary["environment"]["applied"] == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    if X86:
+        assert "Training from scratch on lane tf2 (TensorFlow %s, oneDNN CPU kernels on: TF_ENABLE_ONEDNN_OPTS=1 " \
+               "set by zoo-run)" % tf_compat.tf.__version__ in out
+    code, out, summary = _train(zoo_run, tmp_path / "off", "0", "grouped_conv_impl=native")
+    assert code == 2 and summary is None
+    assert "oneDNN CPU kernels off: TF_ENABLE_ONEDNN_OPTS=0 set by the environment" in out
+    assert "zoo-run train: error: grouped_conv_impl=native cannot train here" in out
