@@ -41,6 +41,14 @@ ONNX = [
     "onnxruntime==1.32.0; python_version >= '3.11'",
 ]
 
+# The `openvino` extra (zoo-run export --format openvino, zoo-run perf --runtime openvino; with the `onnx` extra, which
+# converts): 2026.4.1 has wheels for Python 3.10-3.13 beside numpy 2.x; 2023.1.0 is the last release for Python 3.7
+# (lane tf1). Both read the project's opset-13 ONNX and installed without conflicts beside each lane's pins.
+OPENVINO = [
+    "openvino==2023.1.0; python_version < '3.8'",
+    "openvino==2026.4.1; python_version >= '3.10'",
+]
+
 setup(
     name="modelzoo-shufflenet",
     version="0.1.0",
@@ -68,8 +76,9 @@ setup(
         "pillow",   # EXIF orientation, colour profiles (ImageCms), TIFF and WebP of users' image files (registry/data/images.py)
     ],
     extras_require={
-        "test": ["pytest"] + ONNX,
+        "test": ["pytest"] + ONNX + OPENVINO,
         "onnx": ONNX,
+        "openvino": OPENVINO,
         # NVIDIA GPUs on lane tf2: TF 2.21 with its CUDA 12.5 / cuDNN 9 wheels
         "gpu": ["tensorflow[and-cuda]==2.21.0; python_version >= '3.10'"],
     },

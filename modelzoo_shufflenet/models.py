@@ -47,7 +47,7 @@ _DEFAULT_HPARAMS = {
     "keep_checkpoint_max": 5,
     # network implementation
     "grouped_conv_impl": "auto",      # auto | split | block_diagonal | native
-    "channel_shuffle_impl": "auto",   # auto (reshape; slices in the ONNX export) | reshape | slices
+    "channel_shuffle_impl": "auto",   # auto (reshape) | reshape | slices
 }
 
 _PRESETS = {
@@ -139,12 +139,13 @@ class ShuffleNetV1Model(object):
 
         target "tensorflow" (SavedModel, frozen graph): grouped 1x1 convolutions as block-diagonal dense
         kernels, which run on any device (the native grouped op needs a GPU in TensorFlow).
-        target "onnx": the native grouped op (a standard ONNX Conv with group=g)
-        and the slice-based channel shuffle (no NHWC/NCHW transposes around it after tf2onnx).
+        target "onnx": the native grouped op (a standard ONNX Conv with group=g); the channel shuffle stays the
+        reshape-transpose-reshape, which the export writes in NCHW (registry.deploy.onnx_graph): one copy, and one
+        ShuffleChannels in OpenVINO, where the slice-based form costs 3 slices and a concat.
         """
         hparams = dict(hparams)
         auto = {"tensorflow": {"grouped_conv_impl": "block_diagonal"},
-                "onnx": {"grouped_conv_impl": "native", "channel_shuffle_impl": "slices"}}[target]
+                "onnx": {"grouped_conv_impl": "native"}}[target]
         for key, value in auto.items():
             if hparams.get(key, "auto") == "auto":
                 hparams[key] = value

@@ -189,7 +189,7 @@ def cmd_perf(args):
         print(note)
     saved, fixed = None, None
     if deployed:
-        saved, fixed = perf.artifact(args.export_dir, args.runtime)[1:]
+        saved, fixed = perf.artifact(args.export_dir, args.runtime)[1:3]
     params = hp.resolve(model, args.preset, args.config, args.set, saved=saved,
                         saved_source="the hparams of the export in %s" % args.export_dir)
     batch = args.batch_size or (1 if args.latency else fixed)
@@ -203,11 +203,12 @@ def cmd_perf(args):
         args.name, params["batch_size"], params["image_size"], params["image_size"],
         "synthetic" if synthetic else args.data_path, args.runtime))
     report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
-                      runtime=args.runtime, export_dir=args.export_dir, latency=args.latency)
+                      runtime=args.runtime, export_dir=args.export_dir, latency=args.latency,
+                      onnx_layout=args.onnx_layout)
     report["network"] = args.name
-    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s (TensorFlow %s)"
+    print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"],
-             report["lane"], report["tensorflow"]))
+             report["lane_description"]))
     first = modes[0]
     print("Final Performance images/sec : %.2f" % report["%s_images_per_sec" % first])
     print("Final Performance %s step time ms : %.2f" % (first, report["%s_step_time_ms" % first]))
@@ -334,11 +335,16 @@ def build_parser():
     p.add_argument("--synthetic", action="store_true", help="in-memory random images (the default without --data_path)")
     p.add_argument("--mode", choices=["train", "infer", "both"],
                    help="default: both; infer with --export_dir or --latency")
-    p.add_argument("--runtime", choices=["tf", "onnxruntime"], default="tf",
-                   help="inference runtime: tf (frozen graph, default) or onnxruntime (ONNX model; needs "
-                        "`pip install .[onnx]`)")
+    p.add_argument("--runtime", choices=["tf", "onnxruntime", "openvino"], default="tf",
+                   help="inference runtime: tf (frozen graph, default), onnxruntime (ONNX model; needs "
+                        "`pip install .[onnx]`) or openvino (the ONNX model in OpenVINO, float32; needs "
+                        "`pip install .[onnx,openvino]`)")
+    p.add_argument("--onnx_layout", type=str.upper, choices=["NHWC", "NCHW"],
+                   help="onnxruntime/openvino on fresh weights: the converted model's input layout (default NHWC; "
+                        "NCHW as PyTorch's exports)")
     p.add_argument("--export_dir", help="time the model `zoo-run export` wrote there (frozen_graph.pb for tf, "
-                                        "model.onnx for onnxruntime) instead of fresh weights")
+                                        "model.onnx for onnxruntime, openvino/model.xml (else model.onnx) for "
+                                        "openvino) instead of fresh weights")
     p.add_argument("--latency", action="store_true",
                    help="per-image latency: batch 1, p50/p90 in ms of single runs (default %d)" % LATENCY_STEPS)
     p.add_argument("--batch_size", type=int, help="per-device batch (default: the hparam; an export dir's frozen "
@@ -371,6 +377,8 @@ def main(argv=None):
     # Before any plugin imports TensorFlow: its C++ log (TF 2.15's CUDA-plugin registration lines on a
     # machine without a GPU, start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from registry import onednn
+    onednn.turn_on()   # TensorFlow's oneDNN CPU kernels, unless TF_ENABLE_ONEDNN_OPTS is set (registry/onednn.py)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the launcher replays the command line for its workers
     try:

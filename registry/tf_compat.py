@@ -8,14 +8,20 @@ Two lanes, one code base (see setup.py):
   plugins build layers from `registry.nn`. Its x86 CPU kernels can be oneDNN's (AVX2/AVX-512), which run grouped
   convolutions natively; its CUDA 12.5 build runs on current NVIDIA GPUs, which TF 1.15's CUDA 10.0 build does not.
 
+Whether TensorFlow 2.x runs its oneDNN CPU kernels is decided before it is imported (`registry.onednn`, called by
+zoo-run); `cpu_kernels()` here reports what is in force.
+
 Code elsewhere uses names that exist in both (`tf.compat.v1.*`, `tf.math.divide_no_nan`,
 `tf.compat.v1.nn.in_top_k`, ...) and asks this module, never `tf.__version__`, for anything that differs.
 What one lane writes for the other to read (exported graphs) is registry/deploy/graph_compat.py's concern.
 """
+import os
 import re
 import warnings
 
 import tensorflow as tf
+
+from registry import onednn
 
 VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
 LANE = "tf1" if VERSION[0] == 1 else "tf2"
@@ -36,13 +42,44 @@ def quiet():
 
 
 def describe():
-    """One line for logs and reports, e.g. 'tf2 (TensorFlow 2.21.0, oneDNN CPU kernels)'."""
-    return "%s (TensorFlow %s%s)" % (LANE, tf.__version__, ", oneDNN CPU kernels" if onednn_enabled() else "")
+    """One line for logs and reports, e.g. 'tf2 (TensorFlow 2.21.0, oneDNN CPU kernels on: TF_ENABLE_ONEDNN_OPTS=1
+    set by zoo-run)'."""
+    return "%s (TensorFlow %s, %s)" % (LANE, tf.__version__, cpu_kernels()["description"])
+
+
+def cpu_kernels():
+    """The CPU kernels in force: {"onednn": bool, "TF_ENABLE_ONEDNN_OPTS": its value or None, "set_by": "zoo-run",
+    "environment" or None, "description": one line saying which and why (with the fix when they are off)}."""
+    enabled, value, origin = onednn_enabled(), os.environ.get(onednn.VARIABLE) or None, onednn.origin()
+    if LANE == "tf1":
+        description = "oneDNN CPU kernels (intel-tensorflow)" if enabled else "no oneDNN CPU kernels (stock build)"
+        if value:
+            description += "; %s=%s is not read by TensorFlow 1.15" % (onednn.VARIABLE, value)
+    elif enabled:
+        description = "oneDNN CPU kernels on%s" % (
+            ": %s=%s set by %s" % (onednn.VARIABLE, value, _setter(origin)) if value else " (TensorFlow's default)")
+    elif value and value != "0":
+        description = "oneDNN CPU kernels off: this TensorFlow build or CPU has none (%s=%s set by %s)" % (
+            onednn.VARIABLE, value, _setter(origin))
+    elif value:
+        description = ("oneDNN CPU kernels off: %s=%s set by the environment (unset it and zoo-run turns them on; %s)"
+                       % (onednn.VARIABLE, value, onednn.WHY))
+    else:
+        description = "oneDNN CPU kernels off (TensorFlow's default here; set %s=1 for them: %s)" % (
+            onednn.VARIABLE, onednn.WHY)
+    return {"onednn": enabled, onednn.VARIABLE: value, "set_by": origin, "description": description}
+
+
+def _setter(origin):
+    return "zoo-run" if origin == "zoo-run" else "the environment"
 
 
 def onednn_enabled():
-    """Whether the CPU kernels are oneDNN's (MKL-DNN): intel-tensorflow 1.15, or TF 2.x on x86 (by default only on
-    CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; TF_ENABLE_ONEDNN_OPTS=1 or 0 decides elsewhere). Those kernels run a grouped convolution on the CPU; stock 1.15.0's do not."""
+    """Whether the CPU kernels in force are oneDNN's (MKL-DNN): intel-tensorflow 1.15, or TF 2.x on x86 as
+    TF_ENABLE_ONEDNN_OPTS left them at import (see `registry.onednn`); TF reads the state, this does not guess it.
+    oneDNN kernels run a grouped convolution and its float32 gradient on the CPU; stock 1.15.0's run neither, and
+    TF 2.21's Eigen kernels run the forward pass only (measured: "Gradients for grouped convolutions are not
+    supported on CPU")."""
     try:
         if LANE == "tf1":
             from tensorflow.python import pywrap_tensorflow as port

@@ -3,6 +3,7 @@
 named input and outputs and the stated opset; through onnxruntime it gives the PyTorch reference's logits at
 batch 1 and batch N; the export validates itself; perf reports timm's benchmark keys and batch-1 latency; and
 without the optional packages both commands say which extra to install."""
+import collections
 import contextlib
 import io
 import json
@@ -50,8 +51,7 @@ def test_format_all_writes_the_three_artifacts_and_states_the_opset(exported):
     assert info["input"] == {"name": "input", "dtype": "float32", "format": "NHWC", "shape": ["N", 64, 64, 3]}
     assert set(info["outputs"]) == {"logits", "probabilities"}
     assert set(info["packages"]) == {"onnx", "tf2onnx", "onnxruntime"}
-    assert (info["hparams"]["input_channel_order"], info["built_with"]) == (
-        "bgr", {"channel_shuffle_impl": "slices", "grouped_conv_impl": "native"})
+    assert (info["hparams"]["input_channel_order"], info["built_with"]) == ("bgr", {"grouped_conv_impl": "native"})
     # the export validated itself on real images at batch 1 and N, and says so
     differences = info["validation"]["max_abs_logit_difference"]
     assert set(differences) == {"batch_1", "batch_%d" % onnx_export.VALIDATION_IMAGES}
@@ -76,11 +76,46 @@ def test_onnx_graph_has_a_dynamic_batch_named_io_and_no_layout_or_batch_norm_ove
     assert [o.name for o in model.graph.output] == ["logits", "probabilities"]
     ops = [n.op_type for n in model.graph.node]
     assert "BatchNormalization" not in ops                   # folded into the convolutions
-    assert ops.count("Transpose") == 1                       # NHWC input -> NCHW, once
     groups = sorted({a.i for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"})
     assert TINY["groups"] in groups                          # grouped 1x1 convolutions as native grouped Convs
     convs = ops.count("Conv")
     assert convs == 1 + 16 * 3                               # first conv + 3 per unit: nothing split per group
+    _check_lean_graph(model, input_transposes=1)             # NHWC input -> NCHW, once
+
+
+def _attributes(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _check_lean_graph(model, input_transposes):
+    """No Pad and no Slice: the zero paddings are in the convolutions' and pools' pads, and each of the 16 channel
+    shuffles is one Reshape-Transpose-Reshape in NCHW; the only other Transposes are the input's."""
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    assert ops["Pad"] == ops["Slice"] == ops["Gather"] == 0 and ops["Concat"] == 3   # 3 stride-2 units' concats
+    shuffles = [n for n in model.graph.node if n.op_type == "Transpose" and _attributes(n)["perm"] == [0, 2, 1, 3, 4]]
+    assert len(shuffles) == 16 and ops["Transpose"] == 16 + input_transposes and ops["Reshape"] == 2 * 16
+    pools = {n.op_type: _attributes(n) for n in model.graph.node if n.op_type in ("MaxPool", "AveragePool")}
+    assert pools["MaxPool"]["pads"] == [1, 1, 1, 1]           # after the stem's ReLU: zeros are as good as -inf
+    assert pools["AveragePool"]["pads"] == [1, 1, 1, 1] and pools["AveragePool"]["count_include_pad"] == 1
+    strided = [_attributes(n) for n in model.graph.node if n.op_type == "Conv" and _attributes(n)["strides"] == [2, 2]]
+    assert len(strided) == 4 and all(a["pads"] == [1, 1, 1, 1] for a in strided)   # stem + 3 depthwise
+
+
+def test_nchw_export_has_no_layout_transpose_and_gives_the_reference_logits(exported, monkeypatch, tmp_path):
+    model_dir = exported[0]
+    use_tiny_model(monkeypatch)
+    output = tmp_path / "nchw"
+    assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", output, "--format", "onnx",
+                   "--onnx_layout", "nchw") == 0
+    info = json.load(open(str(output / onnx_export.ONNX_INFO)))
+    assert info["input"] == {"name": "input", "dtype": "float32", "format": "NCHW", "shape": ["N", 3, 64, 64]}
+    model = onnx.load(str(output / onnx_export.ONNX_FILE))
+    _check_lean_graph(model, input_transposes=0)
+    sess = onnxruntime.InferenceSession(str(output / onnx_export.ONNX_FILE), providers=["CPUExecutionProvider"])
+    images = reference_inputs().transpose(0, 3, 1, 2).copy()
+    for batch in (1, BATCH):
+        logits = sess.run(["logits"], {"input": images[:batch]})[0]
+        assert np.abs(logits - reference_logits()[:batch]).max() <= TOLERANCE
 
 
 def test_onnxruntime_gives_the_reference_logits_at_batch_1_and_n(exported, ort_session):
@@ -186,3 +221,32 @@ def test_perf_onnxruntime_on_fresh_weights(monkeypatch, tmp_path):
                    "--set", "image_size=64")
     assert report["infer_runtime"].startswith("onnxruntime") and report["infer_model"] == "fresh weights"
     _check_timm_keys(report, "infer", 2)
+
+
+def test_a_zero_pad_is_folded_into_a_max_pool_only_after_a_relu():
+    """On inputs with negative values: Pad -> MaxPool keeps its Pad (zeros would win over negatives where MaxPool's
+    own padding is -inf), Relu -> Pad -> MaxPool is folded; both give onnxruntime's outputs of the unrewritten
+    graph."""
+    from onnx import TensorProto, helper, numpy_helper
+    from registry.deploy import onnx_graph
+
+    def graph(with_relu):
+        nodes = [helper.make_node("Relu", ["x"], ["r"])] if with_relu else []
+        nodes += [helper.make_node("Pad", ["r" if with_relu else "x", "pads"], ["p"], mode="constant"),
+                  helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+        return helper.make_model(helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+            [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]),
+            opset_imports=[helper.make_opsetid("", OPSET)], ir_version=7)   # IR 7: opset 13's, read by every pinned ORT
+
+    x = -1.0 - np.random.RandomState(0).rand(1, 2, 8, 8).astype(np.float32)   # all negative
+    for with_relu, folded in ((False, 0), (True, 1)):
+        model = graph(with_relu)
+        expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        assert onnx_graph.optimize(model)["pads_folded"] == folded
+        assert [n.op_type for n in model.graph.node].count("Pad") == 1 - folded
+        got = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+        assert np.array_equal(got, expected)
+        if not with_relu:   # the Pad's zeros win the border windows: MaxPool's own padding would not give them
+            assert (expected[..., 0, :] == 0).all() and (expected[..., 1:, 1:] < 0).all()

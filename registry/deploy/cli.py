@@ -41,7 +41,7 @@ def cmd_export(args):
     from registry.deploy.export import FORMATS, export
     export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
            name=args.name, overwrite=args.overwrite, formats=FORMATS if args.format == "all" else (args.format,),
-           opset=args.opset, max_pixels=args.max_image_pixels)
+            opset=args.opset, max_pixels=args.max_image_pixels, onnx_layout=args.onnx_layout)
     return 0
 
 
@@ -93,8 +93,9 @@ def register(subparsers):
                     "'logits', 'probabilities', 'classes') and OUTPUT/export_info.json. --format onnx writes "
                     "OUTPUT/model.onnx (input 'input' float32 [N,H,W,3] with N dynamic, outputs 'logits', "
                     "'probabilities'; needs `pip install .[onnx]`) and OUTPUT/onnx_info.json, after checking "
-                    "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format all: "
-                    "both.",
+                    "onnxruntime's logits against the checkpoint's on real images at batch 1 and N. --format openvino "
+                    "writes OUTPUT/openvino/model.xml (+ .bin), the same model as OpenVINO IR, and "
+                    "OUTPUT/openvino_info.json, after the same check in OpenVINO. --format all: the three.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Ascend (the export prints these for its own files; the first only when TensorFlow 1.15 reads its "
                "frozen graph, as ATC parses TF 1.15 graphs):\n  atc --model=OUTPUT/frozen_graph.pb --framework=3 --input_shape=\"input:1,224,224,3\" "
@@ -104,9 +105,13 @@ def register(subparsers):
     p.add_argument("name", help="registered model name")
     p.add_argument("--model_dir", required=True, type=paths.expand, help="a training or import-weights run's directory")
     p.add_argument("--output", required=True, type=paths.expand, help="directory to write the exports into")
-    p.add_argument("--format", choices=["tf", "onnx", "all"], default="tf",
-                   help="tf: SavedModel + frozen graph (default); onnx: ONNX model; all: both")
+    p.add_argument("--format", choices=["tf", "onnx", "openvino", "all"], default="tf",
+                   help="tf: SavedModel + frozen graph (default); onnx: ONNX model; openvino: OpenVINO IR of the ONNX "
+                        "model (needs `pip install .[openvino]`); all: the three")
     p.add_argument("--opset", type=int, help="ONNX opset (default %d)" % ONNX_OPSET)
+    p.add_argument("--onnx_layout", type=str.upper, choices=["NHWC", "NCHW"], default="NHWC",
+                   help="layout of the ONNX and OpenVINO models' input: NHWC (default, as the frozen graph's) or NCHW "
+                        "([N, 3, H, W], as PyTorch's exports)")
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")

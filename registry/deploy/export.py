@@ -10,6 +10,8 @@ OUTPUT/export_info.json        node names, shapes, the checkpoint, the model dir
                                `built_with`: the hparams the export changed for TensorFlow
 format "onnx" (registry.deploy.onnx_export):
 OUTPUT/model.onnx, OUTPUT/onnx_info.json
+format "openvino" (registry.deploy.openvino_export):
+OUTPUT/openvino/model.xml, model.bin, OUTPUT/openvino_info.json
 both:
 OUTPUT/class_names.txt         one class name per line, line i = class index i (when the model has names)
 
@@ -40,7 +42,7 @@ INPUT_NODE = "input"
 OUTPUT_NODES = ("logits", "probabilities", "classes")
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
-FORMATS = ("tf", "onnx")   # tf: SavedModel + frozen graph
+FORMATS = ("tf", "onnx", "openvino")   # tf: SavedModel + frozen graph
 
 
 def export_hparams(model, hparams, target):
@@ -151,14 +153,16 @@ def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
 
 
 def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
-           formats=("tf",), opset=None, log=print, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
+           formats=("tf",), opset=None, log=print, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS,
+           onnx_layout="NHWC"):
     """Writes the `formats` into OUTPUT: "tf" the SavedModel, frozen_graph.pb and export_info.json, "onnx"
-    model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default); and
-    class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
-    {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing
-    optional package or an existing output (unless `overwrite`)."""
+    model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default; `onnx_layout`: the
+    graph input's, NHWC or NCHW), "openvino" the same conversion as OpenVINO IR (registry.deploy.openvino_export);
+    and class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
+    {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
+    package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
-    from registry.deploy import onnx_export
+    from registry.deploy import onnx_export, openvino_export
     from registry.engine.warm_start import resolve_checkpoint
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -170,12 +174,17 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
         max_pixels = images_mod.check_max_pixels(max_pixels)
     except ValueError as err:
         raise ZooError(str(err))
-    if "onnx" in formats:
-        onnx_export.require("--format onnx")
+    if "onnx" in formats or "openvino" in formats:
+        onnx_export.check_layout(onnx_layout)
+        onnx_export.require("--format onnx" if "onnx" in formats else "--format openvino (through ONNX)",
+                            onnx_export.PACKAGES if "onnx" in formats else ("onnx", "tf2onnx"))
+    if "openvino" in formats:
+        openvino_export.require("--format openvino")
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
-               "onnx": [os.path.join(output, onnx_export.ONNX_FILE)]}
+               "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
+               "openvino": [os.path.join(output, openvino_export.MODEL_DIR)]}
     existing = [path for f in formats for path in targets[f] if os.path.exists(path)]
     if existing and not overwrite:
         raise ZooError("%s already exists: choose another --output or pass --overwrite" % existing[0])
@@ -197,11 +206,16 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     if "tf" in formats:
         infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
-        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log)
-        log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:1,%d,%d,3\" --output=%s "
+        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log,
+                                          onnx_layout)
+        log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:%s\" --output=%s "
             "--soc_version=<your Ascend SoC, e.g. Ascend310>"
-            % (infos["onnx"]["path"], onnx_export.INPUT_NAME, int(hparams["image_size"]), int(hparams["image_size"]),
+            % (infos["onnx"]["path"], onnx_export.INPUT_NAME, ",".join(str(d).replace("N", "1") for d in
+                                                                       infos["onnx"]["input"]["shape"]),
                os.path.join(output, "model_onnx")))
+    if "openvino" in formats:
+        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
+                                                  common, log, onnx_layout)
     return infos
 
 

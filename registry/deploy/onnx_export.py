@@ -1,13 +1,16 @@
 """ONNX export of the frozen inference graph (tf2onnx), checked with onnxruntime where it is made.
 
 OUTPUT/model.onnx      input `input` float32 [N, S, S, 3] (N dynamic; NHWC, preprocessed like the frozen
-                       graph's input) -> `logits`, `probabilities` float32 [N, K]; opset OPSET by default
+                       graph's input), or [N, 3, S, S] with `input_layout="NCHW"` (zoo-run export --onnx_layout NCHW)
+                       -> `logits`, `probabilities` float32 [N, K]; opset OPSET by default
 OUTPUT/onnx_info.json  opset, names and shapes, converter and runtime versions, the validation figures, the
                        model dir's hparams (input convention) and the ones the graph was built with instead
 
 The graph converted is the one `write_frozen_graph` freezes (variables made constants), built with the
 plugin's `export_hparams(hparams, "onnx")` and a dynamic batch; tf2onnx folds batch norm into the
-convolutions. Before the file is written, onnxruntime's logits are compared with the checkpoint's (restored
+convolutions, and `registry.deploy.onnx_graph` then folds its zero `Pad`s into the convolutions and pools and
+writes NHWC channel shuffles as NCHW Reshape-Transpose-Reshape (no layout transpose but the input's, none with
+an NCHW input). Before the file is written, onnxruntime's logits are compared with the checkpoint's (restored
 in TensorFlow with the hparams of the TensorFlow export) on real images at batch 1 and batch N.
 
 onnx, tf2onnx and onnxruntime are optional: `pip install .[onnx]` installs the versions pinned for the
@@ -34,6 +37,7 @@ TOLERANCE = 1e-4
 RELATIVE_TOLERANCE = 1e-5
 VALIDATION_IMAGES = 4    # batch N of the validation (batch 1 is its first image)
 PACKAGES = ("onnx", "tf2onnx", "onnxruntime")
+LAYOUTS = ("NHWC", "NCHW")   # of the graph input: TensorFlow's, or PyTorch's and most ONNX users'
 
 
 def require(purpose, packages=PACKAGES):
@@ -52,15 +56,31 @@ def require(purpose, packages=PACKAGES):
     return modules
 
 
-def convert(graph_def, opset=OPSET):
-    """A frozen GraphDef with `input:0` -> `logits:0`, `probabilities:0` -> ONNX ModelProto with the inputs and
-    outputs named `input`, `logits`, `probabilities` (batch dimension as in the GraphDef; None stays dynamic)."""
+def convert(graph_def, opset=OPSET, input_layout="NHWC"):
+    """A frozen GraphDef with NHWC `input:0` -> `logits:0`, `probabilities:0` -> ONNX ModelProto with the inputs and
+    outputs named `input`, `logits`, `probabilities` (batch dimension as in the GraphDef; None stays dynamic), the
+    input in `input_layout` (LAYOUTS), rewritten by `onnx_graph.optimize`."""
+    from registry.deploy import onnx_graph
     tf2onnx = require("the ONNX export", ("tf2onnx",))["tf2onnx"]
+    check_layout(input_layout)
     tensors = [INPUT_NAME] + list(OUTPUT_NAMES)
     model_proto, _ = tf2onnx.convert.from_graph_def(
         graph_def, input_names=[INPUT_NAME + ":0"], output_names=[n + ":0" for n in OUTPUT_NAMES], opset=opset,
+        inputs_as_nchw=[INPUT_NAME + ":0"] if input_layout == "NCHW" else None,
         tensors_to_rename={n + ":0": n for n in tensors})
+    onnx_graph.optimize(model_proto)
     return model_proto
+
+
+def check_layout(layout):
+    if layout not in LAYOUTS:
+        raise ZooError("unknown ONNX input layout %r: choose %s" % (layout, " or ".join(LAYOUTS)))
+
+
+def to_layout(images, layout):
+    """float32 NHWC `images` [N, S, S, 3] -> the same in `layout` ([N, 3, S, S] for NCHW), contiguous."""
+    check_layout(layout)
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2) if layout == "NCHW" else images, np.float32)
 
 
 def session(model, threads=0):
@@ -73,7 +93,7 @@ def session(model, threads=0):
 
 
 def run(sess, images):
-    """{'logits', 'probabilities'}: float32 [N, K] arrays of float32 NHWC `images` [N, S, S, 3]."""
+    """{'logits', 'probabilities'}: float32 [N, K] arrays of float32 `images` in the model's input layout."""
     outputs = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images, np.float32)})
     return dict(zip(OUTPUT_NAMES, outputs))
 
@@ -104,19 +124,22 @@ def tolerance(expected):
     return max(TOLERANCE, RELATIVE_TOLERANCE * float(np.abs(expected).max()))
 
 
-def validate(sess, images, expected):
-    """({'batch_1': d, 'batch_N': d}, tolerance): max abs differences of onnxruntime's logits from `expected` at
-    batch 1 (the first image) and batch N; raises a ZooError when either exceeds `tolerance(expected)`."""
+def validate(sess, images, expected, run_batch=None, what="the ONNX model", written="model.onnx"):
+    """({'batch_1': d, 'batch_N': d}, tolerance): max abs differences of the logits of `run_batch(images)` (default
+    onnxruntime's, of `sess`) from `expected` at batch 1 (the first image) and batch N; raises a ZooError naming
+    `what` and the file not `written` when either exceeds `tolerance(expected)`. `images`: in the model's layout."""
+    run_batch = run_batch or (lambda batch: run(sess, batch)["logits"])
     differences = collections.OrderedDict()
     for batch in (1, len(images)):
-        logits = run(sess, images[:batch])["logits"]
+        logits = run_batch(images[:batch])
         differences["batch_%d" % batch] = float(np.abs(logits - expected[:batch]).max())
     limit = tolerance(expected)
     worst = max(differences.values())
     if not worst <= limit:
-        raise ZooError("the ONNX model's logits differ from the checkpoint's by %.3g (batch 1: %.3g, batch %d: %.3g), "
-                       "more than %.3g: the conversion is wrong for this network; model.onnx was not written"
-                       % (worst, differences["batch_1"], len(images), differences["batch_%d" % len(images)], limit))
+        raise ZooError("%s's logits differ from the checkpoint's by %.3g (batch 1: %.3g, batch %d: %.3g), more than "
+                       "%.3g: the conversion is wrong for this network; %s was not written"
+                       % (what, worst, differences["batch_1"], len(images), differences["batch_%d" % len(images)],
+                          limit, written))
     return differences, limit
 
 
@@ -126,20 +149,34 @@ def versions(packages=PACKAGES):
     return collections.OrderedDict((name, modules[name].__version__) for name in packages)
 
 
-def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print):
-    """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
-    OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
-    returns the onnx_info dict. `hparams`: the model dir's."""
+def convert_checkpoint(model, hparams, checkpoint, opset=OPSET, input_layout="NHWC"):
+    """(ONNX ModelProto of the checkpoint's frozen inference graph (`checkpoint` None: fresh weights), the hparams
+    it was built with). `hparams`: the model dir's."""
     from registry.deploy import export as export_mod
-    packages = versions()
     onnx_hparams = export_mod.export_hparams(model, hparams, "onnx")
     graph_def = export_mod.frozen_graph_def(model, onnx_hparams, checkpoint, batch_size=None)
-    model_proto = convert(graph_def, opset)
-    serialized = model_proto.SerializeToString()
+    return convert(graph_def, opset, input_layout), onnx_hparams
+
+
+def reference(model, hparams, checkpoint):
+    """(real NHWC images, the checkpoint's float32 [N, K] logits on them in TensorFlow): what exports validate
+    against."""
+    from registry.deploy import export as export_mod
     images = real_images(model, hparams)
-    expected = export_mod.checkpoint_logits(model, export_mod.export_hparams(model, hparams, "tensorflow"),
-                                            checkpoint, images)
-    differences, limit = validate(session(serialized), images, expected)
+    return images, export_mod.checkpoint_logits(model, export_mod.export_hparams(model, hparams, "tensorflow"),
+                                                checkpoint, images)
+
+
+def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print, input_layout="NHWC"):
+    """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
+    OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
+    returns the onnx_info dict. `hparams`: the model dir's; `input_layout`: of the graph input (LAYOUTS)."""
+    from registry.deploy import export as export_mod
+    packages = versions()
+    model_proto, onnx_hparams = convert_checkpoint(model, hparams, checkpoint, opset, input_layout)
+    serialized = model_proto.SerializeToString()
+    images, expected = reference(model, hparams, checkpoint)
+    differences, limit = validate(session(serialized), to_layout(images, input_layout), expected)
     path = os.path.join(output, ONNX_FILE)
     with open(path, "wb") as f:
         f.write(serialized)
@@ -149,7 +186,8 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print)
     info.update([
         ("path", path),
         ("opset", opset),
-        ("input", {"name": INPUT_NAME, "dtype": "float32", "format": "NHWC", "shape": ["N", size, size, 3]}),
+        ("input", {"name": INPUT_NAME, "dtype": "float32", "format": input_layout,
+                   "shape": ["N", size, size, 3] if input_layout == "NHWC" else ["N", 3, size, size]}),
         ("outputs", {n: "float32 [N, %d]" % int(hparams["num_classes"]) for n in OUTPUT_NAMES}),
         ("packages", packages),
         ("ops", collections.OrderedDict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))),
@@ -162,8 +200,9 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print)
     ])
     with open(os.path.join(output, ONNX_INFO), "w") as f:
         json.dump(info, f, indent=2)
-    log("  ONNX         %s  (opset %d, input %s float32 [N, %d, %d, 3] NHWC, N dynamic, outputs %s; %d nodes)"
-        % (path, opset, INPUT_NAME, size, size, ", ".join(OUTPUT_NAMES), sum(ops.values())))
+    log("  ONNX         %s  (opset %d, input %s float32 [%s] %s, N dynamic, outputs %s; %d nodes)"
+        % (path, opset, INPUT_NAME, ", ".join(map(str, info["input"]["shape"])), input_layout, ", ".join(OUTPUT_NAMES),
+           sum(ops.values())))
     log("  validated: onnxruntime %s logits = the checkpoint's on %d real images, max abs difference %.1e at "
         "batch 1, %.1e at batch %d (tolerance %.1e)" % (packages["onnxruntime"], len(images), differences["batch_1"],
                                                         differences["batch_%d" % len(images)], len(images), limit))

@@ -9,6 +9,9 @@ trained, decides whether each applies to this run, and says so at start.
     TF_CONFIG                             multi-worker training (`zoo-run train` on cpu/gpu); an error with
                                           --device npu; ignored with a note by eval and perf (they run locally)
     CUDA_VISIBLE_DEVICES, TF_XLA_FLAGS    read by CUDA / TensorFlow themselves: shown
+    TF_ENABLE_ONEDNN_OPTS                 TensorFlow 2.x's oneDNN CPU kernels: zoo-run sets it to 1 unless it is set
+                                          (registry/onednn.py); shown with who set it; ignored with a note on lane
+                                          tf1 (TensorFlow 1.15 does not read it)
     TF_ENABLE_AUTO_MIXED_PRECISION        read only by NVIDIA's TensorFlow containers, not by the stock builds
                                           this project runs on: ignored with a note (use --precision_mode)
 
@@ -19,6 +22,7 @@ import collections
 import json
 import os
 
+from registry import onednn
 from registry.errors import ZooError
 
 Cluster = collections.namedtuple("Cluster", "workers index")
@@ -139,6 +143,17 @@ def read(device, command="train", environ=None):
     for name, value in present(SHOWN_VARIABLES).items():
         applied[name] = value
         notes.append("%s=%s: %s" % (name, value, SHOWN_VARIABLES[name]))
+    for name, value in present([onednn.VARIABLE]).items():
+        if not onednn.tensorflow_reads_variable():
+            ignored[name] = value
+            notes.append("%s=%s ignored: TensorFlow 1.15 does not read it (lane tf1; its stock build has no oneDNN "
+                         "kernels)" % (name, value))
+        else:
+            applied[name] = value
+            notes.append("%s=%s (set by %s): %s" % (
+                name, value, "zoo-run" if onednn.origin(environ) == "zoo-run" else "the environment",
+                "TensorFlow leaves its oneDNN CPU kernels off" if value == "0" else
+                "TensorFlow uses its oneDNN CPU kernels where the CPU has them (%s)" % onednn.WHY))
     for name, value in present(CONTAINER_ONLY).items():
         ignored[name] = value
         notes.append("%s=%s ignored: only NVIDIA's TensorFlow containers read it; use --precision_mode "

@@ -7,7 +7,10 @@ Inference runs what `zoo-run export` ships, in one of RUNTIMES:
   once, not every step), read from an export dir (its fixed batch) or frozen from fresh weights; its
   input is the in-graph pipeline's batch;
 - "onnxruntime": the ONNX model of an export dir, or the same tf2onnx conversion of fresh weights; its
-  input is batches held in memory (synthetic: one; real data: the first few, cycled).
+  input is batches held in memory (synthetic: one; real data: the first few, cycled), in the model's input layout
+  (NHWC, or NCHW for `onnx_layout="NCHW"` or an export made so), transposed before timing;
+- "openvino": the same in OpenVINO (float32; registry.deploy.openvino_export), of an export dir's IR (or its
+  model.onnx), or of the ONNX conversion of fresh weights.
 Every step is timed; after warm-up the steps fall into windows and the median window is reported, with
 the p50/p90 of single steps (per-image latency at batch 1). The report adds the keys of timm's
 benchmark.py: {infer,train}_samples_per_sec, _step_time (ms), _batch_size, _img_size, param_count
@@ -25,16 +28,16 @@ import numpy as np
 import tensorflow as tf
 
 from registry import graph_stats, spec, tf_compat
-from registry.deploy import export as export_mod, onnx_export
+from registry.deploy import export as export_mod, onnx_export, openvino_export
 from registry.engine import devices, schedule, trainer
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
-RUNTIMES = ("tf", "onnxruntime")
+RUNTIMES = ("tf", "onnxruntime", "openvino")
 NUMPY_BATCHES = 4   # real-data batches held in memory for onnxruntime
 FRESH = "fresh weights"
 
-Artifact = collections.namedtuple("Artifact", "path hparams fixed_batch")
+Artifact = collections.namedtuple("Artifact", "path hparams fixed_batch layout")
 
 
 def _dataset(model, hparams, data_path, synthetic):
@@ -69,10 +72,13 @@ def _summary(times, windows, batch):
 
 def artifact(export_dir, runtime):
     """The model `zoo-run export` wrote into `export_dir` for `runtime`: Artifact(path, the model dir's hparams
-    from the export's info file, fixed batch or None). Raises a ZooError naming what is missing."""
+    from the export's info file, fixed batch or None, input layout). Raises a ZooError naming what is missing."""
     if runtime == "tf":
         path, info_file, fmt = export_mod.FROZEN_GRAPH, export_mod.EXPORT_INFO, "tf"
-    else:
+    elif runtime == "openvino" and os.path.exists(os.path.join(export_dir, openvino_export.MODEL_DIR)):
+        path, info_file, fmt = os.path.join(openvino_export.MODEL_DIR, openvino_export.MODEL_XML), \
+            openvino_export.INFO, "openvino"
+    else:   # onnxruntime, or OpenVINO reading model.onnx
         path, info_file, fmt = onnx_export.ONNX_FILE, onnx_export.ONNX_INFO, "onnx"
     path, info_file = os.path.join(export_dir, path), os.path.join(export_dir, info_file)
     if not (os.path.exists(path) and os.path.exists(info_file)):
@@ -82,7 +88,8 @@ def artifact(export_dir, runtime):
     with open(info_file) as f:
         info = json.load(f)
     fixed = info["frozen_graph"]["input"]["shape"][0] if runtime == "tf" else None
-    return Artifact(path, info["hparams"], fixed)
+    layout = "NHWC" if runtime == "tf" else info["input"]["format"]
+    return Artifact(path, info["hparams"], fixed, layout)
 
 
 def _tf_inference(model, hparams, images, export_dir):
@@ -100,13 +107,23 @@ def _tf_inference(model, hparams, images, export_dir):
     return fetches, source
 
 
-def onnx_session(model, hparams, export_dir=None):
-    """(onnxruntime session, source): the export dir's model.onnx, or fresh weights converted as the export does."""
+def exported_runner(model, hparams, runtime, export_dir=None, layout="NHWC"):
+    """(run: images in the model's layout -> {'logits', 'probabilities'}, source, input layout, runtime version) of
+    `runtime` ("onnxruntime" or "openvino") on the export dir's model, or on fresh weights converted as the export
+    converts them, with the input in `layout`."""
     if export_dir:
-        source = artifact(export_dir, "onnxruntime").path
-        return onnx_export.session(source), source
-    graph_def = export_mod.frozen_graph_def(model, export_mod.export_hparams(model, hparams, "onnx"))
-    return onnx_export.session(onnx_export.convert(graph_def).SerializeToString()), FRESH
+        found = artifact(export_dir, runtime)
+        source, layout, model_bytes = found.path, found.layout, None
+    else:
+        source = FRESH
+        model_bytes = onnx_export.convert_checkpoint(model, hparams, None, input_layout=layout)[0].SerializeToString()
+    if runtime == "openvino":
+        request = openvino_export.session(model_bytes or source)
+        return (lambda images: openvino_export.run(request, images)), source, layout, "openvino %s (float32)" % (
+            openvino_export.version())
+    sess = onnx_export.session(model_bytes or source)
+    return (lambda images: onnx_export.run(sess, images)), source, layout, "onnxruntime %s" % onnx_export.versions(
+        ("onnxruntime",))["onnxruntime"]
 
 
 def _numpy_batches(model, hparams, data_path, synthetic):
@@ -118,16 +135,16 @@ def _numpy_batches(model, hparams, data_path, synthetic):
 
 
 def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5,
-                 runtime="tf", export_dir=None):
-    """{images_per_sec, step_time_ms, windows_ms, runs, latency_ms_p50, latency_ms_p90, runtime, model} of
-    TRAIN or PREDICT (inference, in `runtime`, of `export_dir`'s model or fresh weights) steps."""
+                 runtime="tf", export_dir=None, onnx_layout="NHWC"):
+    """{images_per_sec, step_time_ms, windows_ms, runs, latency_ms_p50, latency_ms_p90, runtime, model,
+    input_layout} of TRAIN or PREDICT (inference, in `runtime`, of `export_dir`'s model or fresh weights) steps."""
     batch = hparams["batch_size"]
-    if mode != spec.TRAIN and runtime == "onnxruntime":
-        session, source = onnx_session(model, hparams, export_dir)
-        batches = itertools.cycle(_numpy_batches(model, hparams, data_path, synthetic))
-        times = _time_steps(lambda: onnx_export.run(session, next(batches)), warmup_steps, steps, windows)
-        return dict(_summary(times, windows, batch), runtime="onnxruntime %s" % onnx_export.versions(
-            ("onnxruntime",))["onnxruntime"], model=source)
+    if mode != spec.TRAIN and runtime != "tf":
+        run_batch, source, layout, version = exported_runner(model, hparams, runtime, export_dir, onnx_layout)
+        batches = itertools.cycle([onnx_export.to_layout(images, layout)
+                                   for images in _numpy_batches(model, hparams, data_path, synthetic)])
+        times = _time_steps(lambda: run_batch(next(batches)), warmup_steps, steps, windows)
+        return dict(_summary(times, windows, batch), runtime=version, model=source, input_layout=layout)
     with tf.Graph().as_default():
         initializers = []
         if mode == spec.TRAIN:
@@ -140,7 +157,8 @@ def measure_mode(model, hparams, mode, data_path=None, synthetic=True, steps=30,
         with tf1.Session() as session:
             session.run([tf1.global_variables_initializer(), tf1.local_variables_initializer()] + initializers)
             times = _time_steps(lambda: session.run(fetch), warmup_steps, steps, windows)
-    return dict(_summary(times, windows, batch), runtime="tensorflow %s" % tf.__version__, model=source)
+    return dict(_summary(times, windows, batch), runtime="tensorflow %s" % tf.__version__, model=source,
+                input_layout="NHWC")
 
 
 def timm_keys(report, modes):
@@ -158,30 +176,42 @@ def timm_keys(report, modes):
 
 
 def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_steps=5, windows=5,
-        device=None, runtime="tf", export_dir=None, latency=False, log=print):
+        device=None, runtime="tf", export_dir=None, latency=False, log=print, onnx_layout=None):
     """Measures each of `modes` ('train', 'infer'; inference in `runtime`, of `export_dir`'s model when given);
     returns the JSON-ready report. `latency` adds the p50/p90 of single inference steps. `device` (reported
-    only: a plain session places ops itself) defaults to gpu when TensorFlow sees one, else cpu."""
+    only: a plain session places ops itself) defaults to gpu when TensorFlow sees one, else cpu. `onnx_layout`:
+    the input layout of the ONNX/OpenVINO model converted from fresh weights (default NHWC; an export's is its own)."""
     if runtime not in RUNTIMES:
         raise ZooError("unknown runtime %r: choose from %s" % (runtime, ", ".join(RUNTIMES)))
-    if runtime == "onnxruntime" and "infer" in modes:   # fresh weights need the converter too
-        onnx_export.require("--runtime onnxruntime", ("onnxruntime",) if export_dir else onnx_export.PACKAGES)
+    if onnx_layout and (runtime == "tf" or export_dir):
+        raise ZooError("--onnx_layout sets the input of the ONNX model converted from fresh weights for --runtime "
+                       "onnxruntime or openvino; %s: drop it" % (
+                           "an export's layout is the one it was exported with" if export_dir else "--runtime tf "
+                           "runs the frozen graph (NHWC)"))
+    if runtime != "tf" and "infer" in modes:   # fresh weights need the converter too
+        onnx_export.require("--runtime %s" % runtime, () if export_dir else ("onnx", "tf2onnx"))
+        if runtime == "onnxruntime":
+            onnx_export.require("--runtime onnxruntime", ("onnxruntime",))
+        else:
+            openvino_export.require("--runtime openvino")
     device = device or ("gpu" if devices.gpu_available() else "cpu")
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
-              "lane": tf_compat.LANE, "tensorflow": tf.__version__,
+              "lane": tf_compat.LANE, "tensorflow": tf.__version__, "lane_description": tf_compat.describe(),
+              "cpu_kernels": tf_compat.cpu_kernels(),
               "data": "synthetic" if synthetic else data_path, "params": params, "macs": macs,
               "steps": steps, "warmup_steps": warmup_steps, "windows": windows}
     for name in modes:
         mode = spec.TRAIN if name == "train" else spec.PREDICT
         result = measure_mode(model, hparams, mode, data_path, synthetic, steps, warmup_steps, windows,
-                              runtime, export_dir)
+                              runtime, export_dir, onnx_layout or "NHWC")
         for key in ("images_per_sec", "step_time_ms", "windows_ms"):
             report["%s_%s" % (name, key)] = result[key]
         where = ""
         if name == "infer":
             report["infer_runtime"], report["infer_model"] = result["runtime"], result["model"]
-            where = ", %s, %s" % (result["runtime"], result["model"])
+            report["infer_input_layout"] = result["input_layout"]
+            where = ", %s, %s, %s input" % (result["runtime"], result["model"], result["input_layout"])
         log("%-5s  %8.1f images/sec  %8.1f ms/step  (median of %d windows of %d steps, batch %d%s)"
             % (name, result["images_per_sec"], result["step_time_ms"], windows, max(1, steps // windows),
                hparams["batch_size"], where))
