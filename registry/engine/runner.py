@@ -233,9 +233,9 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
            skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None):
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
-    latest = checkpoints.latest(model_dir, log=say, repair=chief)
     if chief:
-        _prepare_model_dir(model_dir, hparams, data_path, log, latest)
+        _prepare_model_dir(model_dir, hparams, data_path, log)
+    latest = checkpoints.latest(model_dir, log=say, repair=chief)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
     plan = segments.resume(model_dir, hparams, replicas, start_step, say, write=chief)
@@ -343,7 +343,7 @@ def check_epoch_size(hparams, data_path, log):
                 hparams["num_train_images"], written))
 
 
-def _prepare_model_dir(model_dir, hparams, data_path, log, latest):
+def _prepare_model_dir(model_dir, hparams, data_path, log):
     """The chief's start: data checks, a writable model dir, and what a process that died there left: temporary
     files are removed, a train log or eval history cut off mid-record is repaired (each with a note)."""
     check_data(hparams, data_path, log)
@@ -354,7 +354,7 @@ def _prepare_model_dir(model_dir, hparams, data_path, log, latest):
             raise
         raise storage.storage_error(storage.error_number(err), os.path.dirname(os.path.abspath(model_dir)),
                                     "the model dir %s" % model_dir)
-    storage.check_writable(model_dir, latest)
+    storage.check_writable(model_dir, checkpoints.latest(model_dir, repair=False))
     removed = storage.remove_temporary_files(model_dir)
     if removed:
         log("note: removed the partial files a stopped run left in %s: %s" % (model_dir, ", ".join(removed)))
