@@ -177,9 +177,9 @@ def cmd_eval(args):
     for note in settings.launch.notes:
         print(note)
     runner.check_data(params, data_path, print, epoch_size=False)
-    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
-    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # comes from its
-                             history=False, settings=settings, replicas=trained.get("replicas"))   # replicas
+    trained = results.read_json_or_none(args.model_dir, results.RUN_SUMMARY, print) or {}   # without a train log,
+    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # the epoch comes
+                             history=False, settings=settings, replicas=trained.get("replicas"))   # from its replicas
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 

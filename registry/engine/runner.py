@@ -201,7 +201,7 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         eval_every_epochs = hparams.get("eval_every_epochs")
     cluster = settings.launch.cluster if settings.launch else None
     resume_command = resume_command or "the same command" + (" on every worker" if cluster else "")
-    with interrupts.StopRequests() as requests:
+    with interrupts.StopRequests() as requests, _closing_events():
         run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
                                 eval_every_epochs, max_steps, skip_eval or synthetic, log, requests, resume_command)
         try:
@@ -215,6 +215,14 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
             if err.described:
                 raise
             raise _interrupted(err.signum, model_dir, resume_command, None)
+
+
+@contextlib.contextmanager
+def _closing_events():
+    try:
+        yield
+    finally:
+        events.close_all()
 
 
 def _interrupted(signum, model_dir, resume_command, plan, final_step=None):
