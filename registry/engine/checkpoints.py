@@ -191,4 +191,4 @@ class CheckpointHook(tf1.train.SessionRunHook):
             raise storage.storage_error(number, self._directory, what, self._size + storage.MARGIN_BYTES,
                                         self._last_path)
         self._last_path, self._last_saved = path, step
-        self._size = max(self._size, sum(os.path.getsize(f) for f in files_of(path)))
+        self._size = sum(os.path.getsize(f) for f in files_of(path)) or self._size   # the next one: as big

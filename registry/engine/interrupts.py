@@ -11,6 +11,7 @@ Outside it (building the graph, starting the session) and at a second signal, In
 step was trained since the last checkpoint, or the user asked twice.
 """
 import signal
+import threading
 
 import tensorflow as tf
 
@@ -48,6 +49,8 @@ class StopRequests(object):
         self._previous = {}
 
     def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():   # only the main thread may set handlers
+            return self
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self

@@ -134,17 +134,6 @@ def read_train_log(model_dir, since=None):
     return [r for r in read_jsonl(model_dir, TRAIN_LOG) if since is None or r.get("time", 0) >= since]
 
 
-def recorded_epoch(model_dir, step):
-    """The epoch of global step `step` as the training run recorded it in its train log (steps paired with
-    epochs), for model dirs without a schedule record (registry.engine.segments); None without a train log."""
-    records = [r for r in read_train_log(model_dir) if r.get("step", 0) > 0 and "epoch" in r]
-    if not records:
-        return None
-    earlier = [r for r in records if r["step"] <= step]
-    record = earlier[-1] if earlier else records[0]
-    return step * record["epoch"] / record["step"]
-
-
 def read_eval_history(model_dir):
     return read_jsonl(model_dir, EVAL_HISTORY)
 
