@@ -29,7 +29,7 @@ import sys
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import devices
+from registry.engine import devices, results
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -157,9 +157,8 @@ class WeightsFingerprintHook(tf1.train.SessionRunHook):
         for value in values:
             digest.update(value.tobytes())
         os.makedirs(os.path.dirname(self._path), exist_ok=True)
-        with open(self._path, "w") as f:
-            json.dump({"global_step": int(step), "weights_sha256": digest.hexdigest(),
-                       "num_variables": len(values)}, f)
+        results.write_json(os.path.dirname(self._path), os.path.basename(self._path), {
+            "global_step": int(step), "weights_sha256": digest.hexdigest(), "num_variables": len(values)})
 
 
 def scratch_dir(model_dir, index):

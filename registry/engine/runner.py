@@ -225,12 +225,14 @@ def _closing_events():
         events.close_all()
 
 
-def _interrupted(signum, model_dir, resume_command, plan, final_step=None):
-    """The Interrupted of a run stopped by signal `signum`: one line with where it stopped and how to resume."""
+def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief=True):
+    """The Interrupted of a run stopped by signal `signum`: one line with where it stopped and how to resume.
+    `final_step`: the step of the checkpoint written at the stop (this worker's own, when not the `chief`)."""
     last = checkpoints.latest(model_dir, repair=False)
-    if final_step is not None and final_step == checkpoint_step(last):
-        where = "at step %d/%d (epoch %.2f); wrote checkpoint %s" % (final_step, plan.total_steps,
-                                                                   plan.epoch(final_step), last)
+    if final_step is not None and (final_step == checkpoint_step(last) or not chief):
+        where = "at step %d/%d (epoch %.2f); %s %s" % (final_step, plan.total_steps, plan.epoch(final_step),
+                                                        "wrote checkpoint" if chief else "the run's last checkpoint is",
+                                                        last)
     else:
         where = "before the next checkpoint; the last checkpoint is %s" % (last or "none (the rerun starts at step 0)")
     return interrupts.Interrupted(signum, "stopped by %s %s. Resume with: %s"
@@ -291,7 +293,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
                                                         distribute.scratch_dir(model_dir, cluster.index),
                                                         repair=False))
-        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at)
+        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at, chief)
     if not chief:
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
@@ -374,7 +376,9 @@ def _prepare_model_dir(model_dir, hparams, data_path, log):
     results.write_hparams(model_dir, hparams)
     labels = os.path.join(data_path or "", tfrecord.LABELS_FILENAME)
     if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
-        shutil.copyfile(labels, os.path.join(model_dir, tfrecord.LABELS_FILENAME))
+        copy = os.path.join(model_dir, tfrecord.LABELS_FILENAME)
+        shutil.copyfile(labels, copy + ".tmp")   # then renamed: never half a file, whatever instant the run dies
+        os.replace(copy + ".tmp", copy)
 
 
 def _silent(*args):
