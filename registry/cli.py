@@ -1,6 +1,7 @@
 """`zoo-run`: train, evaluate and benchmark any network registered in `modelzoo.models`."""
 import argparse
 import os
+import shlex
 import sys
 
 from registry import discovery, hparams as hp, paths, spec
@@ -129,26 +130,45 @@ def _flag_at_least(value, low, flag):
         raise ZooError("%s must be >= %r, got %r" % (flag, low, value))
 
 
+def resume_command(argv):
+    """The command line that resumes this run: the launcher's (`--workers N`) for its workers, else this one."""
+    from registry.engine import launcher
+    return os.environ.get(launcher.RESUME_COMMAND_VARIABLE) or " ".join(
+        shlex.quote(arg) for arg in ["zoo-run"] + list(argv))
+
+
 def cmd_train(args):
     _flag_at_least(args.eval_every_epochs, 0, "--eval_every_epochs")
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
+    argv = sys.argv[1:] if args.argv is None else args.argv
     if args.workers > 1:
         from registry.engine import environment, launcher
         environment.check_local_launch(args.device)
-        argv = sys.argv[1:] if args.argv is None else args.argv
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
-        return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir)
+        return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
+                                     resume_command=resume_command(argv))
     _quiet_tensorflow()
-    from registry.engine import distribute, runner
+    from registry.engine import distribute, interrupts, runner
     settings = _device_settings(args)
-    runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
-                 synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
-                 skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
-                 startup_timeout=args.startup_timeout)
-    if settings.launch.cluster:
-        distribute.exit_worker(0)
-    return 0
+    command = resume_command(argv) + (" (each worker with its TF_CONFIG)" if settings.launch.cluster else "")
+    code = 0
+    try:
+        runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
+                     synthetic=args.synthetic, eval_every_epochs=args.eval_every_epochs, max_steps=args.max_steps,
+                     skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
+                     startup_timeout=args.startup_timeout, resume_command=command)
+    except interrupts.Interrupted as stopped:   # one line, no traceback, the shell's status for the signal
+        print("zoo-run train: %s" % stopped, file=sys.stderr)
+        code = stopped.exit_status
+    except ZooError as err:
+        if not settings.launch.cluster:
+            raise
+        print("zoo-run train: error: %s" % err, file=sys.stderr)
+        code = 2
+    if settings.launch.cluster:   # without TF 1.15's gRPC server traceback at interpreter exit
+        distribute.exit_worker(code)
+    return code
 
 
 def cmd_eval(args):
@@ -164,9 +184,9 @@ def cmd_eval(args):
     for note in settings.launch.notes:
         print(note)
     runner.check_data(params, data_path, print, epoch_size=False)
-    trained = results.read_json(args.model_dir, results.RUN_SUMMARY) or {}   # without a train log, the epoch
-    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # comes from its
-                             history=False, settings=settings, replicas=trained.get("replicas"))   # replicas
+    trained = results.read_json_or_none(args.model_dir, results.RUN_SUMMARY, print) or {}   # without a train log,
+    record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # the epoch comes
+                             history=False, settings=settings, replicas=trained.get("replicas"))   # from its replicas
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
     return 0 if record else 1
 

@@ -122,3 +122,30 @@ def test_mirrored_replicas_on_one_host_scale_the_global_batch(tmp_path, zoo_run)
     assert out.returncode == 0, out.stdout
     record = json.loads((model_dir / "eval_results.json").read_text())
     assert (record["global_step"], record["epoch"], record["num_images"]) == (4, round(4 / 44.0, 4), 360)
+
+
+def test_two_processes_with_the_same_index_are_told_so(tmp_path, zoo_run):
+    """The second process given TF_CONFIG index 0 finds worker 0's port held by the first one's gRPC server: the
+    error names the index given twice, not just a port in use."""
+    peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
+    config = environment.make_tf_config(peers, 0)
+    command = [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--max_steps", "1", "--startup_timeout", "120"]
+    first = subprocess.Popen(command + ["--model_dir", str(tmp_path / "first")], env=dict(os.environ, TF_CONFIG=config),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None:   # until its gRPC server listens
+            try:
+                socket.create_connection(("127.0.0.1", int(peers[0].rsplit(":", 1)[1])), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert first.poll() is None, first.communicate()[0]
+        out, _ = _train(zoo_run, tmp_path / "second", "--max_steps", "1", TF_CONFIG=config)
+    finally:
+        first.kill()
+        first.wait()
+    assert out.returncode == 2, out.stdout
+    assert ("worker 0 cannot listen on %s: a gRPC server already does, most likely another worker started with the "
+            "same TF_CONFIG index 0. Each worker of the cluster needs its own index (0..1" % peers[0]) in out.stdout
+    assert "Traceback" not in out.stdout

@@ -1,9 +1,12 @@
 """Multi-host data parallel training as hosts really are: two network namespaces joined by a veth pair, one
 worker in each, TF_CONFIG naming their own addresses (MultiWorkerMirroredStrategy, ring all-reduce over the
-link), the model dir on storage both read. One scenario per lane."""
+link), the model dir on storage both read. Two scenarios per lane: training in sync, and a worker that dies."""
 import json
 import os
+import re
+import signal
 import subprocess
+import time
 
 import pytest
 import tensorflow as tf
@@ -46,3 +49,93 @@ def test_two_hosts_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_run):
     assert (summary["workers"], summary["global_batch"], summary["final_step"]) == (2, 128, 4)
     history = [json.loads(line) for line in (model_dir / "eval_history.jsonl").read_text().splitlines()]
     assert [r["global_step"] for r in history] == [2, 4] and all(r["num_images"] == 360 for r in history)
+
+
+def _processes_naming(text):
+    """The pids of processes whose command line contains `text` (what a test run may have left running)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def _start(hosts, workers, zoo_run, model_dir, outputs, tag):
+    processes = []
+    for index, host in enumerate(hosts):
+        with open(str(outputs / ("%s-worker-%d.out" % (tag, index))), "w") as out:
+            processes.append(host.popen(
+                [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir),
+                 "--max_steps", "24", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "300"],
+                env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
+                stdout=out, stderr=subprocess.STDOUT))
+    return processes
+
+
+def _kill_after_checkpoint(processes, victim, model_dir, step):
+    """SIGKILLs worker `victim` once the model dir has a checkpoint at `step` or later; returns the kill time."""
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        latest = tf.compat.v1.train.latest_checkpoint(str(model_dir))
+        if latest and int(latest.rsplit("-", 1)[1]) >= step:
+            break
+        assert all(p.poll() is None for p in processes), "a worker ended before checkpoint %d" % step
+        time.sleep(0.5)
+    else:
+        raise AssertionError("no checkpoint %d within 600 s" % step)
+    time.sleep(1.0)   # mid-step, past the checkpoint
+    processes[victim].send_signal(signal.SIGKILL)
+    return time.time()
+
+
+def _wait_all(processes, timeout):
+    try:
+        return [p.wait(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp_path, zoo_run):
+    """Worker 1, then the chief, is SIGKILLed mid-run: each time the survivor stops within a bound, naming the lost
+    peer, the last checkpoint and the command to resume, and nothing keeps running; rerunning both commands
+    resumes from that checkpoint and finishes with equal weights."""
+    model_dir = tmp_path / "killed"
+    with netns.two_hosts("kil") as hosts:
+        workers = ["%s:%d" % (host.address, PORT) for host in hosts]
+        resumed_from = []
+        for tag, victim, after in (("first", 1, 4), ("second", 0, 12)):
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, tag)
+            killed_at = _kill_after_checkpoint(processes, victim, model_dir, after)
+            survivor = processes[1 - victim]
+            codes = _wait_all([survivor], 120)
+            stopped_after = time.time() - killed_at
+            _wait_all(processes, 10)
+            out = (tmp_path / ("%s-worker-%d.out" % (tag, 1 - victim))).read_text()
+            assert codes == [-signal.SIGKILL] and stopped_after < 60, (stopped_after, out)
+            assert "error: worker %d: lost worker %d (%s)" % (1 - victim, victim, workers[victim]) in out, out
+            message = out[out.index("error: worker"):]
+            assert "start every worker again: zoo-run train shufflenetv1_g3 --device cpu --model_dir %s" % model_dir \
+                in message and "(each worker with its TF_CONFIG)" in message
+            last = re.search(r"last checkpoint is (\S+)\. ", message).group(1)
+            assert last == tf.compat.v1.train.latest_checkpoint(str(model_dir)) and int(last.rsplit("-", 1)[1]) >= after
+            resumed_from.append(last)
+            time.sleep(1.0)
+            assert _processes_naming(str(model_dir)) == []   # nothing keeps running: no worker, no watchdog
+        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "third")
+        codes = _wait_all(processes, 600)
+    outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "third") for i in (0, 1)]
+    text = "\n".join("--- %s\n%s" % (name, (tmp_path / name).read_text()) for name in outputs)
+    assert codes == [0, 0], text
+    second, third = (tmp_path / "second-worker-0.out").read_text(), (tmp_path / "third-worker-0.out").read_text()
+    assert "Resuming from %s:" % resumed_from[0] in second and "Resuming from %s:" % resumed_from[1] in third, text
+    fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert [f["global_step"] for f in fingerprints] == [24, 24]
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
+    assert json.loads((model_dir / "run_summary.json").read_text())["final_step"] == 24

@@ -12,10 +12,12 @@ cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
 
-Two failure modes TF 1.15 itself turns into hangs or aborts are checked here instead: this task's
-port already in use (checked before the gRPC server starts) and a peer that never comes up (a
-watchdog probes the peers if the first step has not run within `startup_timeout` seconds, names
-the ones that do not answer, and ends the process).
+Failures that TensorFlow itself turns into hangs, aborts or vague errors are checked here instead: this task's
+port already in use (checked before the gRPC server starts; when what holds it is another worker's gRPC server,
+the error names the TF_CONFIG index given twice), a peer that never comes up and a peer that dies during the
+run (graph-mode collectives wait for it forever). The last two are watched by a small process of its own
+(registry.engine.watchdog), which names the peer, the last checkpoint and the command that resumes the run, and
+ends the worker: no survivor keeps running.
 """
 import hashlib
 import json
@@ -27,7 +29,7 @@ import sys
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import devices
+from registry.engine import devices, results
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -40,14 +42,35 @@ def _split(address):
     return host, int(port)
 
 
+def _speaks_http2(host, port, timeout=2.0):
+    """Whether the server on host:port answers an HTTP/2 connection preface with a SETTINGS frame, as a gRPC
+    server (a TensorFlow worker's) does."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            connection.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            header = connection.recv(9)
+    except OSError:
+        return False
+    return len(header) >= 4 and header[3:4] == b"\x04"
+
+
 def check_own_port(cluster):
-    """Fails fast if this task's port is taken (TF would abort with 'Could not start gRPC server')."""
+    """Fails fast if this task's port is taken (TF would abort with 'Could not start gRPC server'). When a gRPC
+    server holds it, it is almost always a worker started with the same TF_CONFIG index: the error says so."""
     host, port = _split(cluster.workers[cluster.index])
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("" if host not in ("127.0.0.1", "localhost") else host, port))
     except OSError as err:
+        local = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        if _speaks_http2(local, port):
+            raise ZooError(
+                "worker %d cannot listen on %s: a gRPC server already does, most likely another worker started "
+                "with the same TF_CONFIG index %d. Each worker of the cluster needs its own index (0..%d, task "
+                "\"index\" in TF_CONFIG): give this process the index of a worker that is not running, or stop "
+                "the other one" % (cluster.index, cluster.workers[cluster.index], cluster.index,
+                                   len(cluster.workers) - 1))
         raise ZooError("worker %d cannot listen on %s (%s): the port is in use. Stop what holds it, or pick other "
                        "ports in TF_CONFIG (zoo-run train --workers N picks free ones)"
                        % (cluster.index, cluster.workers[cluster.index], err.strerror))
@@ -55,39 +78,66 @@ def check_own_port(cluster):
         probe.close()
 
 
-class StartupWatchdog(object):
-    """Ends this worker with a clear message if training has not started within `timeout` seconds.
+class PeerWatchdog(object):
+    """The worker's watchdog process (registry.engine.watchdog): ends this worker with a clear message if
+    training has not started within `timeout` seconds, or when a peer dies during the run.
 
-    TF 1.15's collective ops wait forever for a peer that never starts, and TF 2.15 waits inside C++
-    holding the GIL, so the watchdog is a small process of its own (`registry.engine.watchdog`) that
-    names the peers that do not answer and terminates this one; `cancel()` (after the first step) ends it.
+    TF 1.15's collective ops wait forever for a peer that never starts or has died, and TF 2.x waits inside C++
+    holding the GIL, so the watchdog is a process of its own; this object tells it, through its stdin, when the
+    first step has run (`started`) and when no collective is left (`stopping`), and ends it (`close`).
     """
 
-    def __init__(self, cluster, timeout):
-        self._command = [sys.executable, "-m", "registry.engine.watchdog", str(os.getpid()), str(timeout),
-                         str(cluster.index)] + list(cluster.workers)
+    def __init__(self, cluster, timeout, model_dir, resume_command):
+        config = {"pid": os.getpid(), "index": cluster.index, "workers": list(cluster.workers),
+                  "startup_timeout": timeout, "model_dir": os.path.abspath(model_dir),
+                  "resume_command": resume_command}
+        self._command = [sys.executable, "-m", "registry.engine.watchdog", json.dumps(config)]
         self._process = None
 
     def start(self):
-        self._process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._process = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         return self
 
-    def cancel(self):
+    def _tell(self, word):
         if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+            try:
+                self._process.stdin.write(word.encode() + b"\n")
+                self._process.stdin.flush()
+            except OSError:
+                pass
+
+    def started(self):
+        self._tell("started")
+
+    def stopping(self):
+        self._tell("stopping")
+
+    def close(self):
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
             self._process.wait()
+            self._process.stdin.close()
 
 
-class FirstStepHook(tf1.train.SessionRunHook):
-    """Calls `callback` once, after the first training step (here: cancels the start-up watchdog)."""
+class WatchdogHook(tf1.train.SessionRunHook):
+    """Tells the watchdog after the first step that training started, and once the session is asked to stop
+    (its last step ran, or a signal asked it to stop: place this hook after those that ask) that no collective
+    is left to wait for, so that peers which finish first are not taken for lost."""
 
-    def __init__(self, callback):
-        self._callback = callback
+    def __init__(self, watchdog):
+        self._watchdog = watchdog
+        self._started = False
 
     def after_run(self, run_context, run_values):
-        if self._callback:
-            self._callback()
-            self._callback = None
+        if not self._started:
+            self._watchdog.started()
+            self._started = True
+        if run_context.stop_requested:
+            self._watchdog.stopping()
+
+    def end(self, session):
+        self._watchdog.stopping()
 
 
 class WeightsFingerprintHook(tf1.train.SessionRunHook):
@@ -107,9 +157,8 @@ class WeightsFingerprintHook(tf1.train.SessionRunHook):
         for value in values:
             digest.update(value.tobytes())
         os.makedirs(os.path.dirname(self._path), exist_ok=True)
-        with open(self._path, "w") as f:
-            json.dump({"global_step": int(step), "weights_sha256": digest.hexdigest(),
-                       "num_variables": len(values)}, f)
+        results.write_json(os.path.dirname(self._path), os.path.basename(self._path), {
+            "global_step": int(step), "weights_sha256": digest.hexdigest(), "num_variables": len(values)})
 
 
 def scratch_dir(model_dir, index):
@@ -117,17 +166,19 @@ def scratch_dir(model_dir, index):
     return os.path.join(model_dir, "workers", "worker-%d-checkpoints" % index)
 
 
-def run_worker(cluster, model_dir, startup_timeout, train):
+def run_worker(cluster, model_dir, startup_timeout, train, resume_command="the same command on every worker"):
     """Runs `train(strategy, session_config, hooks=...)` as worker `cluster.index` of a MultiWorkerMirroredStrategy
     over TF_CONFIG's workers (ring all-reduce; works on CPU), inside the distribute coordinator; returns its result.
 
-    Fails fast when this worker's port is taken; a start-up watchdog ends the process, naming the peers that do
-    not answer, when the first step has not run within `startup_timeout` seconds (started before the strategy:
-    TF 2.x's coordination service already waits for every peer there)."""
+    Fails fast when this worker's port is taken. The watchdog (PeerWatchdog, started before the strategy: TF 2.x's
+    coordination service already waits for every peer there) ends the process, naming the peers that do not
+    answer, when the first step has not run within `startup_timeout` seconds, and naming the lost peer, the last
+    checkpoint and `resume_command` when a peer dies during the run. `hooks` must run after the hooks that ask
+    the session to stop."""
     from tensorflow.python.distribute import distribute_coordinator
     check_own_port(cluster)
-    watchdog = StartupWatchdog(cluster, startup_timeout).start()
-    hooks = [FirstStepHook(watchdog.cancel), WeightsFingerprintHook(model_dir, cluster.index)]
+    watchdog = PeerWatchdog(cluster, startup_timeout, model_dir, resume_command).start()
+    hooks = [WatchdogHook(watchdog), WeightsFingerprintHook(model_dir, cluster.index)]
     try:
         strategy = tf_compat.multi_worker_strategy()
         return distribute_coordinator.run_distribute_coordinator(
@@ -135,7 +186,7 @@ def run_worker(cluster, model_dir, startup_timeout, train):
             mode=distribute_coordinator.CoordinatorMode.INDEPENDENT_WORKER,
             cluster_spec={"worker": list(cluster.workers)}, task_type="worker", task_id=cluster.index)
     finally:
-        watchdog.cancel()
+        watchdog.close()
 
 
 def mirrored_strategy(device, replicas):
@@ -155,7 +206,8 @@ def mirrored_strategy(device, replicas):
 def exit_worker(code):
     """Ends a finished worker process now: TF 1.15's gRPC server object otherwise raises from its
     __del__ during interpreter shutdown (a harmless but alarming traceback)."""
-    tf1.summary.FileWriterCache.clear()  # flush and close the event files first
+    from registry.engine import events
+    events.close_all()  # flush and close the event files first
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

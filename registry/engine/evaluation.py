@@ -1,5 +1,4 @@
 """Evaluation of checkpoints over the whole eval split: top-1, top-5 and the mean loss of every image once."""
-import os
 import time
 
 import tensorflow as tf
@@ -53,17 +52,3 @@ class Evaluator(object):
     def close(self):
         self._session.close()
 
-
-EVAL_EVENTS_DIR = "eval"   # <model_dir>/eval: TensorBoard shows it as its own run beside the training curves
-
-
-def write_summary(model_dir, record):
-    """Appends the record's top1, top5 and loss at its global step to the TensorBoard events of
-    `<model_dir>/eval` (a small file of scalars, no graph)."""
-    with tf.Graph().as_default():   # TF 2.x: the v1 writer needs a graph context
-        writer = tf1.summary.FileWriter(os.path.join(model_dir, EVAL_EVENTS_DIR))
-        try:
-            writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=record[tag])
-                                                  for tag in ("top1", "top5", "loss")]), record["global_step"])
-        finally:
-            writer.close()

@@ -83,11 +83,7 @@ def train_step(model, hparams, plan, settings, images, labels, warm_start=None):
     classes = tf.argmax(logits_, axis=1, output_type=tf.int32)
     train_top1 = tf.reduce_mean(tf.cast(tf.equal(classes, labels), tf.float32))
     reported = {"step": step_before_update, "loss": loss, "lr": learning_rate, "train_accuracy": train_top1}
-    tf1.summary.scalar("loss", loss)
-    tf1.summary.scalar("learning_rate", learning_rate)
-    tf1.summary.scalar("train_top1", train_top1)
-    if loss_scale is not None:
-        tf1.summary.scalar("loss_scale", loss_scale)
+    if loss_scale is not None:   # TensorBoard: registry.engine.progress writes the reported values
         reported["loss_scale"] = loss_scale
     return TrainStep(train_op, reported)
 

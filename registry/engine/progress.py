@@ -1,10 +1,10 @@
-"""Training progress: a readable line every few seconds, a JSON record per report, TensorBoard images/sec."""
+"""Training progress: a readable line every few seconds, a JSON record per report, TensorBoard scalars."""
 import sys
 import time
 
 import tensorflow as tf
 
-from registry.engine import results
+from registry.engine import events, results
 
 tf1 = tf.compat.v1
 
@@ -23,20 +23,24 @@ class ProgressHook(tf1.train.SessionRunHook):
 
     Each report is also appended to `<model_dir>/train_log.jsonl`, the runner's structured
     record of training (read by the ModelZoo scripts and tests, never parsed from log text).
+    TensorBoard (registry.engine.events): loss, learning_rate, top1 (and loss_scale) at the first step, every
+    `summary_steps` steps and the last; images_per_sec at each report.
     """
 
-    def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None):
+    def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None, summary_steps=100):
         """`tensors`: {name: scalar tensor} with step (the global step before the train op updates it), loss, lr,
         train_accuracy and optionally loss_scale (graph.TrainStep.reported). `model_dir`: where the train log and the
-        TensorBoard images/sec go (None: print only, as on the workers that are not the chief)."""
+        TensorBoard events go (None: print only, as on the workers that are not the chief)."""
         self._plan = plan
         self._tensors = tensors
         self._model_dir = model_dir
         self._every_secs = every_secs
         self._stream = stream or sys.stdout
+        self._summary_steps = max(1, int(summary_steps))
 
     def begin(self):
-        self._writer = tf1.summary.FileWriterCache.get(self._model_dir) if self._model_dir else None
+        self._writer = events.writer(self._model_dir) if self._model_dir else None
+        self._summarized = None
 
     def after_create_session(self, session, coord):
         self._last_time = None  # the first step includes graph warm-up: measure from its end
@@ -50,6 +54,8 @@ class ProgressHook(tf1.train.SessionRunHook):
         step = int(values["step"]) + 1
         now = time.time()
         self._latest = (values, step, now)
+        if self._writer and (self._summarized is None or step % self._summary_steps == 0):
+            self._summarize(values, step)
         if self._last_time is None:
             self._last_time, self._last_step = now, step
             self._report(values, step, None)
@@ -60,6 +66,15 @@ class ProgressHook(tf1.train.SessionRunHook):
         """Reports the steps since the last report, so every train call ends with its figures."""
         if self._latest and self._latest[1] > self._last_step:
             self._report_since_last(*self._latest)
+        if self._writer and self._latest and self._latest[1] != self._summarized:
+            self._summarize(*self._latest[:2])
+
+    def _summarize(self, values, step):
+        scalars = {"loss": values["loss"], "learning_rate": values["lr"], "top1": values["train_accuracy"]}
+        if "loss_scale" in values:
+            scalars["loss_scale"] = values["loss_scale"]
+        self._writer.scalars(step, scalars)
+        self._summarized = step
 
     def _report_since_last(self, values, step, now):
         steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
@@ -82,9 +97,7 @@ class ProgressHook(tf1.train.SessionRunHook):
             eta = (plan.total_steps - step) / steps_per_sec
             line += "  %.1f img/s  ETA %s" % (record["images_per_sec"], format_duration(eta))
             if self._writer:
-                summary = tf1.Summary(value=[tf1.Summary.Value(tag="images_per_sec",
-                                                               simple_value=record["images_per_sec"])])
-                self._writer.add_summary(summary, step)
+                self._writer.scalars(step, {"images_per_sec": record["images_per_sec"]})
         print(line, file=self._stream)
         self._stream.flush()
         if self._model_dir:

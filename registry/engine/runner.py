@@ -2,7 +2,10 @@
 training loop (registry.engine.trainer) and the evaluator (registry.engine.evaluation).
 
 Resume is automatic (the model dir's latest checkpoint wins, and the run says so); the
-learning rate is a function of the global step, so a resumed run continues the same curve.
+learning rate is a function of the global step, so a resumed run continues the same curve, also with another
+global batch (registry.engine.segments). Faults end a run with one clear message and nothing lost: a signal
+(registry.engine.interrupts) stops at a checkpoint; a full or read-only disk (registry.engine.storage) keeps the
+previous checkpoint; records a killed process left half-written are repaired or rebuilt at the next start.
 """
 import contextlib
 import functools
@@ -16,7 +19,8 @@ import tensorflow as tf
 
 from registry import tf_compat
 from registry.data import builder, check, tfrecord
-from registry.engine import devices, distribute, evaluation, graph, npu, progress, results, schedule, trainer
+from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, npu, progress
+from registry.engine import results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
 from registry.errors import DataError, ZooError
@@ -72,7 +76,7 @@ def training_errors(model_dir, data_path=None, hparams=None):
         with data_errors(data_path, "train", hparams):
             yield
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-        last = tf1.train.latest_checkpoint(model_dir)
+        last = checkpoints.latest(model_dir, repair=False)
         if graph.NAN_LOSS_MESSAGE in str(err):
             raise TrainingDivergedError(
                 "the loss became NaN or Inf; the step was not applied. The last good checkpoint is %s. "
@@ -116,10 +120,10 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records and TensorBoard
     events (`<model_dir>/eval`). `evaluator`: a training run's own (evaluation.Evaluator), else one is built.
 
-    The checkpoint's epoch is the one its training recorded (`results.recorded_epoch`); without a train
-    log it is computed from `hparams` and `replicas` (default: the device settings' rank size)."""
+    The checkpoint's epoch is the one its training recorded (`segments.epoch_of`); without a record it is
+    computed from `hparams` and `replicas` (default: the device settings' rank size)."""
     replicas = replicas or (settings.rank_size if settings else 1)
-    checkpoint = checkpoint or tf1.train.latest_checkpoint(model_dir)
+    checkpoint = checkpoint or checkpoints.latest(model_dir, log=log, repair=False)
     if not checkpoint:
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     own = evaluator is None
@@ -138,7 +142,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
         if own and evaluator is not None:
             evaluator.close()
     step = metrics["global_step"]
-    epoch = results.recorded_epoch(model_dir, step)
+    epoch = segments.epoch_of(model_dir, step)
     if epoch is None:
         epoch = schedule.Plan(hparams, replicas).epoch(step)
     record = {"global_step": step, "epoch": round(epoch, 4), "top1": metrics["top1"], "top5": metrics["top5"],
@@ -148,7 +152,9 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
     results.write_eval_result(model_dir, record, history=history)
-    evaluation.write_summary(model_dir, record)
+    events.writer(os.path.join(model_dir, events.EVAL_DIR)).scalars(step, {
+        "top1": record["top1"], "top5": record["top5"], "loss": record["loss"],
+        "images_per_sec": record["eval_images_per_sec"]})
     log("eval  step %d (epoch %.2f): top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
         % (step, record["epoch"], record["top1"], record["top5"], record["loss"], record["num_images"],
            record["eval_images_per_sec"]))
@@ -156,7 +162,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
 
 
 def _check_hparams_change(model_dir, hparams, log):
-    saved = results.read_json(model_dir, results.HPARAMS_FILE)
+    saved = results.read_json_or_none(model_dir, results.HPARAMS_FILE, log)
     if saved and saved != hparams:
         changed = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
         log("note: hparams differ from this model dir's previous run: %s"
@@ -176,7 +182,7 @@ def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
 
 def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=False, eval_every_epochs=None,
           max_steps=None, skip_eval=False, settings=None, replicas=1,
-          startup_timeout=distribute.DEFAULT_STARTUP_TIMEOUT, log=print):
+          startup_timeout=distribute.DEFAULT_STARTUP_TIMEOUT, log=print, resume_command=None):
     """Trains to `epochs` (or stops at `max_steps`), evaluating every `eval_every_epochs` and at the end.
 
     `replicas` > 1 trains with a MirroredStrategy over that many local devices. With a multi-worker
@@ -185,36 +191,70 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
 
     Writes `run_summary.json` (this run's throughput, loss, accuracy, duration) and returns the
     last eval record (None with synthetic data, `skip_eval`, or on a worker that is not the chief).
+
+    SIGINT or SIGTERM stops the run at the next step with a checkpoint and raises interrupts.Interrupted, whose
+    message says where it stopped and `resume_command` (the command line that resumes the run).
     """
     settings = settings or devices.resolve("cpu")
     for note in settings.launch.notes if settings.launch else ():
         log(note)
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
         eval_every_epochs = hparams.get("eval_every_epochs")
-    run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
-                            eval_every_epochs, max_steps, skip_eval or synthetic, log)
     cluster = settings.launch.cluster if settings.launch else None
-    if cluster:
-        return distribute.run_worker(cluster, model_dir, startup_timeout, functools.partial(run, cluster=cluster))
-    strategy, session_config = distribute.mirrored_strategy(settings.device, replicas) if replicas > 1 else (None, None)
-    return run(strategy, session_config)
+    resume_command = resume_command or "the same command" + (" on every worker" if cluster else "")
+    with interrupts.StopRequests() as requests, _closing_events():
+        run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
+                                eval_every_epochs, max_steps, skip_eval or synthetic, log, requests, resume_command)
+        try:
+            if cluster:
+                return distribute.run_worker(cluster, model_dir, startup_timeout,
+                                             functools.partial(run, cluster=cluster), resume_command)
+            strategy, session_config = (distribute.mirrored_strategy(settings.device, replicas) if replicas > 1
+                                        else (None, None))
+            return run(strategy, session_config)
+        except interrupts.Interrupted as err:
+            if err.described:
+                raise
+            raise _interrupted(err.signum, model_dir, resume_command, None)
+
+
+@contextlib.contextmanager
+def _closing_events():
+    try:
+        yield
+    finally:
+        events.close_all()
+
+
+def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief=True):
+    """The Interrupted of a run stopped by signal `signum`: one line with where it stopped and how to resume.
+    `final_step`: the step of the checkpoint written at the stop (this worker's own, when not the `chief`)."""
+    last = checkpoints.latest(model_dir, repair=False)
+    if final_step is not None and (final_step == checkpoint_step(last) or not chief):
+        where = "at step %d/%d (epoch %.2f); %s %s" % (final_step, plan.total_steps, plan.epoch(final_step),
+                                                        "wrote checkpoint" if chief else "the run's last checkpoint is",
+                                                        last)
+    else:
+        where = "before the next checkpoint; the last checkpoint is %s" % (last or "none (the rerun starts at step 0)")
+    return interrupts.Interrupted(signum, "stopped by %s %s. Resume with: %s"
+                                  % (interrupts.signal_name(signum), where, resume_command))
 
 
 def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synthetic, eval_every_epochs, max_steps,
-           skip_eval, log, strategy, session_config, hooks=(), cluster=None):
+           skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None):
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
-    plan = schedule.Plan(hparams, settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1))
-    last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
     if chief:
         _prepare_model_dir(model_dir, hparams, data_path, log)
-    latest = tf1.train.latest_checkpoint(model_dir)
+    latest = checkpoints.latest(model_dir, log=say, repair=chief)
     start_step = checkpoint_step(latest)
+    replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
+    plan = segments.resume(model_dir, hparams, replicas, start_step, say, write=chief)
+    last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
     if latest:
         _check_resume(model, hparams, latest, model_dir)
-        epoch = results.recorded_epoch(model_dir, start_step)
         say("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
-                                                             plan.epoch(start_step) if epoch is None else epoch))
+                                                             plan.epoch(start_step)))
     else:
         say("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
             "schedule)" % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
@@ -245,18 +285,23 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                           chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
                           input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                           checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
-                          hooks=hooks, session_config=session_config, seed=seed)
+                          hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed)
     finally:
         if evaluator is not None:
             evaluator.close()
     elapsed = time.time() - started
+    if requests.signum is not None:
+        stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
+                                                        distribute.scratch_dir(model_dir, cluster.index),
+                                                        repair=False))
+        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at, chief)
     if not chief:
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
-    final_step = checkpoint_step(tf1.train.latest_checkpoint(model_dir))
+    final_step = checkpoint_step(checkpoints.latest(model_dir))
     record = records[-1] if records else None
     if record is None and not skip_eval:  # already trained to the end: the final checkpoint's result
-        record = results.read_json(model_dir, results.EVAL_RESULTS)
+        record = results.read_json_or_none(model_dir, results.EVAL_RESULTS, log)
         if not record or record.get("global_step") != final_step:   # e.g. `zoo-run eval --checkpoint` since
             record = evaluate(model, hparams, data_path, model_dir, log=log, settings=settings,
                               replicas=plan.num_replicas)
@@ -311,14 +356,31 @@ def check_epoch_size(hparams, data_path, log):
 
 
 def _prepare_model_dir(model_dir, hparams, data_path, log):
+    """The chief's start: data checks, a writable model dir, and what a process that died there left: temporary
+    files are removed, a train log or eval history cut off mid-record is repaired (each with a note)."""
     check_data(hparams, data_path, log)
-    if not tf1.gfile.IsDirectory(model_dir):
-        tf1.gfile.MakeDirs(model_dir)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as err:
+        if storage.error_number(err) is None:
+            raise
+        raise storage.storage_error(storage.error_number(err), os.path.dirname(os.path.abspath(model_dir)),
+                                    "the model dir %s" % model_dir)
+    storage.check_writable(model_dir, checkpoints.latest(model_dir, repair=False))
+    removed = storage.remove_temporary_files(model_dir)
+    if removed:
+        log("note: removed the partial files a stopped run left in %s: %s" % (model_dir, ", ".join(removed)))
+    for name in (results.TRAIN_LOG, results.EVAL_HISTORY):
+        note = results.repair_jsonl(model_dir, name)
+        if note:
+            log(note)
     _check_hparams_change(model_dir, hparams, log)
     results.write_hparams(model_dir, hparams)
     labels = os.path.join(data_path or "", tfrecord.LABELS_FILENAME)
     if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
-        shutil.copyfile(labels, os.path.join(model_dir, tfrecord.LABELS_FILENAME))
+        copy = os.path.join(model_dir, tfrecord.LABELS_FILENAME)
+        shutil.copyfile(labels, copy + ".tmp")   # then renamed: never half a file, whatever instant the run dies
+        os.replace(copy + ".tmp", copy)
 
 
 def _silent(*args):
@@ -346,6 +408,7 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
     rates = [r["images_per_sec"] for r in this_run if "images_per_sec" in r]
     images_per_sec = statistics.median(rates) if rates else None
     return {
+        "start_epoch": round(plan.epoch(start_step), 4), "final_epoch": round(plan.epoch(final_step), 4),
         "device": settings.device, "lane": tf_compat.LANE, "tensorflow": tf.__version__,
         "rank_size": settings.rank_size, "replicas": plan.num_replicas,
         "global_batch": plan.global_batch,

@@ -5,8 +5,9 @@
     session   `MonitoredTrainingSession`: restores the model dir's latest checkpoint (resume) or initialises
               (warm start applied), and under a multi-worker strategy's worker context opens the worker's
               target with the strategy's session config
-    hooks     progress (registry.engine.progress), checkpoints and the evaluations after them
-              (registry.engine.checkpoints), stop at the last step, plus the caller's (multi-worker, NPU)
+    hooks     progress and TensorBoard scalars (registry.engine.progress), stop at the last step, the caller's
+              (stop on a signal, the multi-worker watchdog, NPU), then checkpoints and the evaluations after them
+              (registry.engine.checkpoints), so that every stop request is known before a save and evaluation
     loop      `while not session.should_stop(): session.run(train_op)`
 
 This is what tf.estimator did underneath, without it: the same model dir layout (model.ckpt-<step>, sharded,
@@ -24,7 +25,7 @@ from registry.engine import checkpoints, graph, npu, progress
 
 tf1 = tf.compat.v1
 
-SUMMARY_STEPS = 100   # TensorBoard scalars every this many steps
+SUMMARY_STEPS = 100   # TensorBoard scalars every this many steps (registry.engine.progress writes them)
 
 TrainGraph = collections.namedtuple("TrainGraph", "train_op reported initializers")
 TrainGraph.__doc__ = """train_op: one step of every replica; reported: the first replica's graph.TrainStep.reported;
@@ -88,9 +89,10 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
     `after_eval_save(step, checkpoint)` runs, e.g. an evaluation) and at the end, into `checkpoint_dir` (default
     the model dir; a worker that is not the chief writes its own copies elsewhere). The chief keeps the train
-    log and TensorBoard events. `hooks` are added to the engine's own; `seed` >= 0 seeds the graph.
+    log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
+    engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
     """
-    resuming = tf1.train.latest_checkpoint(model_dir) is not None   # before any worker can write one
+    resuming = checkpoints.latest(model_dir, repair=False) is not None   # before any worker can write one
     with tf.Graph().as_default():
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
@@ -104,16 +106,17 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
             saver = checkpoints.make_saver(hparams.get("keep_checkpoint_max", 5))
         every = hparams.get("save_checkpoints_steps", 5000)
         all_hooks += [
-            progress.ProgressHook(plan, built.reported, model_dir=model_dir if chief else None),
+            progress.ProgressHook(plan, built.reported, model_dir=model_dir if chief else None,
+                                  summary_steps=SUMMARY_STEPS),
             tf1.train.StopAtStepHook(last_step=last_step),
+        ] + list(hooks) + [
             checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps,
                                        after_eval_save if chief else None, save_at_start=not resuming),
-        ] + list(hooks)
+        ]
         with tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=model_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None, log_step_count_steps=None,
-                save_summaries_steps=SUMMARY_STEPS if chief else None, save_summaries_secs=None,
-                config=session_config) as session:
+                save_summaries_steps=None, save_summaries_secs=None, config=session_config) as session:
             while not session.should_stop():
                 session.run(train_op)
 
