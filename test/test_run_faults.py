@@ -180,7 +180,7 @@ def test_a_read_only_model_dir_is_a_clear_error_and_its_checkpoint_stays(tmp_pat
 
 @pytest.mark.parametrize("checked", [True, False], ids=["space checked first", "the save itself fails"])
 def test_a_full_disk_is_a_clear_error_naming_the_space_needed(tmp_path, monkeypatch, checked):
-    """A 12 MB file system holds the first checkpoint (7.1 MB), not a second: the run stops before writing it,
+    """A 12 MB file system holds the first checkpoint (step 0's, 7.1 MB), not a second: the run stops before writing it,
     or, without that check, when the save fails; either way the error names the directory and the space needed,
     no partial file stays, and the first checkpoint is the latest and intact."""
     if not checked:
@@ -191,14 +191,14 @@ def test_a_full_disk_is_a_clear_error_naming_the_space_needed(tmp_path, monkeypa
             runner.train(MODEL, demo_hparams(save_checkpoints_steps=1), DEMO, model_dir, max_steps=3,
                          skip_eval=True, log=_quiet)
         message = str(err.value)
-        match = re.match(r"no space left in %s for checkpoint model\.ckpt-2\. It needs about ([\d.]+) MB; ([\d.]+) MB "
+        match = re.match(r"no space left in %s for checkpoint model\.ckpt-1\. It needs about ([\d.]+) MB; ([\d.]+) MB "
                          r"are free\. Free space on that disk" % re.escape(model_dir), message)
         assert match, message
         assert 7.0 < float(match.group(1)) < 9.5 and float(match.group(2)) < 5.0
-        assert "The last checkpoint, %s/model.ckpt-1, is intact; rerun the same command" % model_dir in message
-        assert _leftovers(model_dir) == [] and not glob.glob(os.path.join(model_dir, "model.ckpt-2*"))
+        assert "The last checkpoint, %s/model.ckpt-0, is intact; rerun the same command" % model_dir in message
+        assert _leftovers(model_dir) == [] and not glob.glob(os.path.join(model_dir, "model.ckpt-1*"))
         latest = tf1.train.latest_checkpoint(model_dir)
-        assert latest.endswith("model.ckpt-1") and tf1.train.load_checkpoint(latest).get_tensor("global_step") == 1
+        assert latest.endswith("model.ckpt-0") and tf1.train.load_checkpoint(latest).get_tensor("global_step") == 0
 
 
 # --- a crash at any instant ------------------------------------------------------------------------------------
