@@ -167,6 +167,21 @@ def reference(model, hparams, checkpoint):
                                                 checkpoint, images)
 
 
+def input_info(size, input_layout):
+    """The graph input of an exported model, for its info file: name, dtype, layout and shape (N dynamic)."""
+    return {"name": INPUT_NAME, "dtype": "float32", "format": input_layout,
+            "shape": ["N", size, size, 3] if input_layout == "NHWC" else ["N", 3, size, size]}
+
+
+def validation_info(images, expected, limit, differences):
+    """How an exported model was checked against TensorFlow, for its info file."""
+    return collections.OrderedDict([
+        ("images", "%d photos of the bundled demo data (validation split), eval transform" % len(images)),
+        ("reference", "the checkpoint restored in TensorFlow"),
+        ("tolerance", limit), ("max_abs_logit", float(np.abs(expected).max())),
+        ("max_abs_logit_difference", differences)])
+
+
 def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print, input_layout="NHWC"):
     """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
     OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
@@ -186,16 +201,11 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print,
     info.update([
         ("path", path),
         ("opset", opset),
-        ("input", {"name": INPUT_NAME, "dtype": "float32", "format": input_layout,
-                   "shape": ["N", size, size, 3] if input_layout == "NHWC" else ["N", 3, size, size]}),
+        ("input", input_info(size, input_layout)),
         ("outputs", {n: "float32 [N, %d]" % int(hparams["num_classes"]) for n in OUTPUT_NAMES}),
         ("packages", packages),
         ("ops", collections.OrderedDict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))),
-        ("validation", collections.OrderedDict([
-            ("images", "%d photos of the bundled demo data (validation split), eval transform" % len(images)),
-            ("reference", "the checkpoint restored in TensorFlow"),
-            ("tolerance", limit), ("max_abs_logit", float(np.abs(expected).max())),
-            ("max_abs_logit_difference", differences)])),
+        ("validation", validation_info(images, expected, limit, differences)),
         ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
     ])
     with open(os.path.join(output, ONNX_INFO), "w") as f:

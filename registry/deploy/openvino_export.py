@@ -108,16 +108,11 @@ def write(model, hparams, checkpoint, output, opset=onnx_export.OPSET, info=None
     info = collections.OrderedDict(info or ())
     info.update([
         ("path", os.path.join(target, MODEL_XML)),
-        ("input", {"name": onnx_export.INPUT_NAME, "dtype": "float32", "format": input_layout,
-                   "shape": ["N", size, size, 3] if input_layout == "NHWC" else ["N", 3, size, size]}),
+        ("input", onnx_export.input_info(size, input_layout)),
         ("outputs", {n: "float32 [N, %d]" % int(hparams["num_classes"]) for n in onnx_export.OUTPUT_NAMES}),
         ("precision", "float32 weights; compiled with INFERENCE_PRECISION_HINT=%s" % PRECISION),
         ("packages", collections.OrderedDict([("openvino", version())] + list(onnx_packages.items()))),
-        ("validation", collections.OrderedDict([
-            ("images", "%d photos of the bundled demo data (validation split), eval transform" % len(images)),
-            ("reference", "the checkpoint restored in TensorFlow"),
-            ("tolerance", limit), ("max_abs_logit", float(np.abs(expected).max())),
-            ("max_abs_logit_difference", differences)])),
+        ("validation", onnx_export.validation_info(images, expected, limit, differences)),
         ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
     ])
     with open(os.path.join(output, INFO), "w") as f:
