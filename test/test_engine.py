@@ -53,6 +53,24 @@ def test_demo_preset_learns_the_bundled_digits(tmp_path):
         assert record["lr"] == pytest.approx(plan.learning_rate(record["step"] - 1), rel=1e-4)
 
 
+def test_progress_reports_at_each_evaluation_step_whatever_the_clock(tmp_path):
+    """Each evaluation record takes the training speed from the last report: a report is due at each eval step,
+    also when training is faster than the report interval (CI saw none before the first evaluation)."""
+    import io
+    from registry.engine import progress
+    hook = progress.ProgressHook(schedule.Plan(demo_hparams(epochs=2)), {}, model_dir=str(tmp_path),
+                                 every_secs=1e9, stream=io.StringIO(), report_steps=[5, 9, 12])
+    hook.begin()
+    hook.after_create_session(None, None)
+    values = {"loss": 1.0, "lr": 0.1, "train_accuracy": 0.5}
+    for step in list(range(0, 7)) + [10, 11, 15]:    # 7 -> 10: one run of several steps passes over step 9
+        hook.after_run(None, tf1.train.SessionRunValues(dict(values, step=step), None, None))
+    hook.end(None)
+    log = results.read_train_log(str(tmp_path))
+    assert [r["step"] for r in log] == [1, 5, 11, 12, 16]
+    assert all(r["images_per_sec"] > 0 for r in log[1:]) and "images_per_sec" not in log[0]
+
+
 def test_eval_counts_every_image_once_and_ignores_padding(tmp_path):
     params = demo_hparams(epochs=0.1)
     runner.train(MODEL, params, DEMO, str(tmp_path), log=_quiet)

@@ -1,4 +1,5 @@
 """Training progress: a readable line every few seconds, a JSON record per report, TensorBoard scalars."""
+import bisect
 import sys
 import time
 
@@ -19,7 +20,8 @@ def format_duration(seconds):
 
 
 class ProgressHook(tf1.train.SessionRunHook):
-    """Reports step/total, epoch, loss, lr, images/sec and ETA every `every_secs` seconds.
+    """Reports step/total, epoch, loss, lr, images/sec and ETA every `every_secs` seconds, and at each step of
+    `report_steps` (the evaluation steps: each evaluation record then carries the training speed up to it).
 
     Each report is also appended to `<model_dir>/train_log.jsonl`, the runner's structured
     record of training (read by the ModelZoo scripts and tests, never parsed from log text).
@@ -27,7 +29,8 @@ class ProgressHook(tf1.train.SessionRunHook):
     `summary_steps` steps and the last; images_per_sec at each report.
     """
 
-    def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None, summary_steps=100):
+    def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None, summary_steps=100,
+                 report_steps=()):
         """`tensors`: {name: scalar tensor} with step (the global step before the train op updates it), loss, lr,
         train_accuracy and optionally loss_scale (graph.TrainStep.reported). `model_dir`: where the train log and the
         TensorBoard events go (None: print only, as on the workers that are not the chief)."""
@@ -37,6 +40,7 @@ class ProgressHook(tf1.train.SessionRunHook):
         self._every_secs = every_secs
         self._stream = stream or sys.stdout
         self._summary_steps = max(1, int(summary_steps))
+        self._report_steps = sorted(set(report_steps))
 
     def begin(self):
         self._writer = events.writer(self._model_dir) if self._model_dir else None
@@ -59,7 +63,7 @@ class ProgressHook(tf1.train.SessionRunHook):
         if self._last_time is None:
             self._last_time, self._last_step = now, step
             self._report(values, step, None)
-        elif now - self._last_time >= self._every_secs:
+        elif now - self._last_time >= self._every_secs or self._report_step_reached(step):
             self._report_since_last(values, step, now)
 
     def end(self, session):
@@ -68,6 +72,12 @@ class ProgressHook(tf1.train.SessionRunHook):
             self._report_since_last(*self._latest)
         if self._writer and self._latest and self._latest[1] != self._summarized:
             self._summarize(*self._latest[:2])
+
+    def _report_step_reached(self, step):
+        """True when a step of `report_steps` lies in (last reported step, step]: a loop of several steps per run
+        (NPU iterations_per_loop) may pass over it."""
+        i = bisect.bisect_right(self._report_steps, self._last_step)
+        return i < len(self._report_steps) and self._report_steps[i] <= step
 
     def _summarize(self, values, step):
         scalars = {"loss": values["loss"], "learning_rate": values["lr"], "top1": values["train_accuracy"]}
