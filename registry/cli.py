@@ -394,11 +394,13 @@ def build_parser():
 
 
 def main(argv=None):
-    # Before any plugin imports TensorFlow: its C++ log (TF 2.15's CUDA-plugin registration lines on a
-    # machine without a GPU, start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
+    # Before anything imports TensorFlow: its C++ log (CUDA-plugin registration lines on a machine without a GPU,
+    # start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from registry import onednn
     onednn.turn_on()   # TensorFlow's oneDNN CPU kernels, unless TF_ENABLE_ONEDNN_OPTS is set (registry/onednn.py)
+    from registry import tf_import
+    tf_import.import_tensorflow()   # TF 2.20+ writes start-up notes past TF_CPP_MIN_LOG_LEVEL (registry/tf_import.py)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the launcher replays the command line for its workers
     try:

@@ -5,6 +5,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # as zoo-run sets it
 
 import pytest  # noqa: E402
 
+from registry import tf_import  # noqa: E402
+
+tf_import.import_tensorflow()   # without TF 2.21's start-up notes, as zoo-run imports it
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 

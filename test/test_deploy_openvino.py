@@ -11,7 +11,7 @@ import pytest
 
 from deploy_helpers import (TINY, TINY_NAME, TOLERANCE, ZIP_FILE, import_tiny, reference_inputs, reference_logits,
                             tiny_model, use_tiny_model, zoo_run)
-from registry.deploy import export as export_mod, openvino_export
+from registry.deploy import inference_graph, openvino_export
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None,
                                     reason="the openvino package is not installed: pip install .[openvino] "
@@ -42,7 +42,7 @@ def test_openvino_ir_gives_tensorflow_s_and_the_reference_logits_at_batch_1_and_
     hparams = json.load(open(str(model_dir / "hparams.json")))
     images = reference_inputs()
     checkpoint = str(model_dir / "model.ckpt-0")
-    tensorflow = export_mod.checkpoint_logits(tiny_model(), export_mod.export_hparams(tiny_model(), hparams,
+    tensorflow = inference_graph.checkpoint_logits(tiny_model(), inference_graph.export_hparams(tiny_model(), hparams,
                                                                                       "tensorflow"), checkpoint, images)
     request = openvino_export.session(info["path"])
     for batch in (1, len(images)):

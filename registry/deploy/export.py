@@ -30,7 +30,9 @@ import os
 import shutil
 
 from registry.data import images as images_mod
-from registry.deploy import graph_compat
+from registry.deploy import graph_compat, onnx_export, openvino_export
+from registry.deploy.inference_graph import (INPUT_NODE, OUTPUT_NODES, changed_hparams, export_hparams,
+                                             frozen_graph_def, heads, restore)
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
 
@@ -38,34 +40,9 @@ SAVED_MODEL_DIR = "saved_model"
 FROZEN_GRAPH = "frozen_graph.pb"
 EXPORT_INFO = "export_info.json"
 CLASS_NAMES = "class_names.txt"
-INPUT_NODE = "input"
-OUTPUT_NODES = ("logits", "probabilities", "classes")
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 FORMATS = ("tf", "onnx", "openvino")   # tf: SavedModel + frozen graph
-
-
-def export_hparams(model, hparams, target):
-    """The hparams to build an exported graph for `target` ("tensorflow" or "onnx") with: the plugin's
-    `export_hparams(hparams, target)` when it publishes one, else `hparams` (a copy)."""
-    hook = getattr(model, "export_hparams", None)
-    return dict(hook(hparams, target) if callable(hook) else hparams)
-
-
-def changed_hparams(hparams, built):
-    """{key: value} of `built` that differ from `hparams` (what an export changed, for its info file)."""
-    return collections.OrderedDict((k, v) for k, v in sorted(built.items()) if hparams.get(k) != v)
-
-
-def _heads(tf, logits):
-    logits = tf.cast(logits, tf.float32)
-    return (tf.identity(logits, name="logits"), tf.nn.softmax(logits, name="probabilities"),
-            tf.argmax(logits, axis=1, output_type=tf.int32, name="classes"))
-
-
-def _restore(tf, sess, checkpoint):
-    tf1 = tf.compat.v1
-    tf1.train.Saver(var_list=tf1.global_variables()).restore(sess, checkpoint)
 
 
 def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
@@ -87,9 +64,9 @@ def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DE
         decoded.set_shape([None, size, size, 3])
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
             with tf1.name_scope("images"):
-                logits, probabilities, classes = _heads(tf, model.build_model(images, False, hparams))
+                logits, probabilities, classes = heads(model.build_model(images, False, hparams))
             with tf1.name_scope("serving"):
-                _, serving_probabilities, serving_classes = _heads(tf, model.build_model(decoded, False, hparams))
+                _, serving_probabilities, serving_classes = heads(model.build_model(decoded, False, hparams))
         info = tf1.saved_model.utils.build_tensor_info
         signatures = {
             SERVING_SIGNATURE: tf1.saved_model.signature_def_utils.build_signature_def(
@@ -102,44 +79,13 @@ def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DE
                 method_name=tf1.saved_model.signature_constants.PREDICT_METHOD_NAME),
         }
         with tf1.Session() as sess:
-            _restore(tf, sess, checkpoint)
+            restore(sess, checkpoint)
             builder = tf1.saved_model.Builder(path)
             builder.add_meta_graph_and_variables(sess, [tf1.saved_model.tag_constants.SERVING],
                                                  signature_def_map=signatures, strip_default_attrs=True)
             builder.save()
     graph_compat.make_saved_model_portable(path)
     return path
-
-
-def frozen_graph_def(model, hparams, checkpoint=None, batch_size=None):
-    """GraphDef of the eval-mode network with its variables folded into constants: `input` float32
-    [batch_size, S, S, 3] (None: any batch) -> `logits`, `probabilities` float32 [N, K], `classes` int32 [N].
-    `checkpoint` None: freshly initialised weights (speed measurements)."""
-    import tensorflow as tf
-    tf1 = tf.compat.v1
-    size = int(hparams["image_size"])
-    with tf.Graph().as_default() as graph:
-        images = tf1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
-        _heads(tf, model.build_model(images, False, hparams))
-        with tf1.Session() as sess:
-            if checkpoint is None:
-                sess.run(tf1.global_variables_initializer())
-            else:
-                _restore(tf, sess, checkpoint)
-            return tf1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), list(OUTPUT_NODES))
-
-
-def checkpoint_logits(model, hparams, checkpoint, images):
-    """float32 [N, K] logits of the checkpoint restored into the eval-mode network, on float32 `images`
-    [N, S, S, 3] (preprocessed)."""
-    import tensorflow as tf
-    tf1 = tf.compat.v1
-    with tf.Graph().as_default():
-        inputs = tf1.placeholder(tf.float32, [None] + list(images.shape[1:]))
-        logits, _, _ = _heads(tf, model.build_model(inputs, False, hparams))
-        with tf1.Session() as sess:
-            _restore(tf, sess, checkpoint)
-            return sess.run(logits, {inputs: images})
 
 
 def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
@@ -162,7 +108,6 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
     package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
-    from registry.deploy import onnx_export, openvino_export
     from registry.engine.warm_start import resolve_checkpoint
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:

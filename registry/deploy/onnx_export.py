@@ -23,13 +23,14 @@ import os
 
 import numpy as np
 
+from registry.deploy import inference_graph
 from registry.errors import ZooError
 
 OPSET = 13
 ONNX_FILE = "model.onnx"
 ONNX_INFO = "onnx_info.json"
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("logits", "probabilities")
+INPUT_NAME = inference_graph.INPUT_NODE              # the ONNX graph keeps the frozen graph's names
+OUTPUT_NAMES = inference_graph.OUTPUT_NODES[:2]      # logits, probabilities (no argmax classes)
 # The validation accepts a max abs logit difference of TOLERANCE, or RELATIVE_TOLERANCE of the largest |logit| when
 # that is larger: float32 rounding grows with the logits (a full-size g3 with logits up to 243 on the demo photos:
 # 1.7e-4 between onnxruntime and TensorFlow, 7e-5 between two TensorFlow implementations of the same checkpoint).
@@ -152,18 +153,16 @@ def versions(packages=PACKAGES):
 def convert_checkpoint(model, hparams, checkpoint, opset=OPSET, input_layout="NHWC"):
     """(ONNX ModelProto of the checkpoint's frozen inference graph (`checkpoint` None: fresh weights), the hparams
     it was built with). `hparams`: the model dir's."""
-    from registry.deploy import export as export_mod
-    onnx_hparams = export_mod.export_hparams(model, hparams, "onnx")
-    graph_def = export_mod.frozen_graph_def(model, onnx_hparams, checkpoint, batch_size=None)
+    onnx_hparams = inference_graph.export_hparams(model, hparams, "onnx")
+    graph_def = inference_graph.frozen_graph_def(model, onnx_hparams, checkpoint, batch_size=None)
     return convert(graph_def, opset, input_layout), onnx_hparams
 
 
 def reference(model, hparams, checkpoint):
     """(real NHWC images, the checkpoint's float32 [N, K] logits on them in TensorFlow): what exports validate
     against."""
-    from registry.deploy import export as export_mod
     images = real_images(model, hparams)
-    return images, export_mod.checkpoint_logits(model, export_mod.export_hparams(model, hparams, "tensorflow"),
+    return images, inference_graph.checkpoint_logits(model, inference_graph.export_hparams(model, hparams, "tensorflow"),
                                                 checkpoint, images)
 
 
@@ -186,7 +185,6 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print,
     """Converts the checkpoint's frozen inference graph, validates it, writes OUTPUT/model.onnx and
     OUTPUT/onnx_info.json (`info`: fields shared with the TensorFlow export, e.g. checkpoint and hparams);
     returns the onnx_info dict. `hparams`: the model dir's; `input_layout`: of the graph input (LAYOUTS)."""
-    from registry.deploy import export as export_mod
     packages = versions()
     model_proto, onnx_hparams = convert_checkpoint(model, hparams, checkpoint, opset, input_layout)
     serialized = model_proto.SerializeToString()
@@ -206,7 +204,7 @@ def write(model, hparams, checkpoint, output, opset=OPSET, info=None, log=print,
         ("packages", packages),
         ("ops", collections.OrderedDict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))),
         ("validation", validation_info(images, expected, limit, differences)),
-        ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
+        ("built_with", inference_graph.changed_hparams(hparams, onnx_hparams)),
     ])
     with open(os.path.join(output, ONNX_INFO), "w") as f:
         json.dump(info, f, indent=2)

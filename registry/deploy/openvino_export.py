@@ -26,7 +26,7 @@ import shutil
 
 import numpy as np
 
-from registry.deploy import onnx_export
+from registry.deploy import inference_graph, onnx_export
 from registry.errors import ZooError
 
 MODEL_DIR = "openvino"
@@ -103,7 +103,6 @@ def write(model, hparams, checkpoint, output, opset=onnx_export.OPSET, info=None
         raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
-    from registry.deploy import export as export_mod
     size = int(hparams["image_size"])
     info = collections.OrderedDict(info or ())
     info.update([
@@ -113,7 +112,7 @@ def write(model, hparams, checkpoint, output, opset=onnx_export.OPSET, info=None
         ("precision", "float32 weights; compiled with INFERENCE_PRECISION_HINT=%s" % PRECISION),
         ("packages", collections.OrderedDict([("openvino", version())] + list(onnx_packages.items()))),
         ("validation", onnx_export.validation_info(images, expected, limit, differences)),
-        ("built_with", export_mod.changed_hparams(hparams, onnx_hparams)),
+        ("built_with", inference_graph.changed_hparams(hparams, onnx_hparams)),
     ])
     with open(os.path.join(output, INFO), "w") as f:
         json.dump(info, f, indent=2)

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from registry import graph_stats, spec, tf_compat
-from registry.deploy import export as export_mod, onnx_export, openvino_export
+from registry.deploy import export as export_mod, inference_graph, onnx_export, openvino_export
 from registry.engine import devices, schedule, trainer
 from registry.errors import ZooError
 
@@ -101,8 +101,8 @@ def _tf_inference(model, hparams, images, export_dir):
             graph_def.ParseFromString(f.read())
     else:
         source = FRESH
-        graph_def = export_mod.frozen_graph_def(model, hparams, None, int(images.shape[0]))
-    fetches = tf1.import_graph_def(graph_def, input_map={export_mod.INPUT_NODE + ":0": images},
+        graph_def = inference_graph.frozen_graph_def(model, hparams, None, int(images.shape[0]))
+    fetches = tf1.import_graph_def(graph_def, input_map={inference_graph.INPUT_NODE + ":0": images},
                                    return_elements=[n + ":0" for n in onnx_export.OUTPUT_NAMES], name="deployed")
     return fetches, source
 

@@ -1,0 +1,67 @@
+"""Importing TensorFlow without the C++ log lines that `TF_CPP_MIN_LOG_LEVEL` asks to hide (no TensorFlow here).
+
+From TensorFlow 2.20 on, the lines some libraries write while `import tensorflow` loads them go through Abseil's
+logging before it is initialised, and Abseil then writes every line to stderr whatever `TF_CPP_MIN_LOG_LEVEL` says
+(seen on 2.21.0, twice per import, on a CPU-only machine):
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 00:00:1796407349.371193    6257 port.cc:153] oneDNN custom operations are on. ...
+    I0000 00:00:1796407349.371697    6257 cudart_stub.cc:31] Could not find cuda drivers on your machine, ...
+
+`import_tensorflow()` captures file descriptor 2 while TensorFlow is imported, then writes back every line but
+the log records below the level asked for (I = 0, W = 1, E = 2, F = 3, as `TF_CPP_MIN_LOG_LEVEL` counts) and
+Abseil's header. Everything else written meanwhile (Python warnings, tracebacks, higher-severity records) is kept,
+in order. `TF_CPP_MIN_LOG_LEVEL=0` (or unset) shows everything.
+"""
+import os
+import re
+import sys
+import tempfile
+
+ABSL_HEADER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# An Abseil / TensorFlow C++ log record: severity letter, MMDD, time, thread id, file:line]
+RECORD = re.compile(r"^([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+:\d+\] ")
+SEVERITIES = "IWEF"
+
+
+def min_log_level(environ=os.environ):
+    """TF_CPP_MIN_LOG_LEVEL as an int 0..3 (unset or not a number: 0, everything shown)."""
+    try:
+        return max(0, min(3, int(environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))))
+    except ValueError:
+        return 0
+
+
+def filter_startup_log(text, level):
+    """`text` (what stderr received) without Abseil's header and the log records of a severity below `level`."""
+    if level <= 0:
+        return text
+    kept = []
+    for line in text.splitlines(True):
+        record = RECORD.match(line)
+        if line.rstrip("\n") == ABSL_HEADER or (record and SEVERITIES.index(record.group(1)) < level):
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+def import_tensorflow():
+    """Imports and returns the `tensorflow` module, filtering its start-up log on stderr (module doc)."""
+    level = min_log_level()
+    if level == 0 or "tensorflow" in sys.modules:
+        import tensorflow
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            sys.stderr.write(filter_startup_log(captured.read().decode("utf-8", "replace"), level))
+            sys.stderr.flush()
+    return tensorflow
