@@ -24,7 +24,7 @@ demo: lane $(STAMP)
 
 test: lane $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check ./examples/resnet50  # the second network, as a user installs it
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q --durations=12 test
 
 install: lane $(STAMP)
 
