@@ -124,12 +124,6 @@ def _device_settings(args):
                            args.over_dump, args.profiling, command=args.command)
 
 
-def _flag_at_least(value, low, flag):
-    """A ZooError for a command-line flag that stands in for an hparam and is below its range."""
-    if value is not None and value < low:
-        raise ZooError("%s must be >= %r, got %r" % (flag, low, value))
-
-
 def resume_command(argv):
     """The command line that resumes this run: the launcher's (`--workers N`) for its workers, else this one."""
     from registry.engine import launcher
@@ -138,7 +132,8 @@ def resume_command(argv):
 
 
 def cmd_train(args):
-    _flag_at_least(args.eval_every_epochs, 0, "--eval_every_epochs")
+    hp.flag_at_least(args.eval_every_epochs, 0, "--eval_every_epochs")
+    hp.flag_at_least(args.max_steps, 1, "--max_steps")
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     argv = sys.argv[1:] if args.argv is None else args.argv
@@ -194,7 +189,9 @@ def cmd_eval(args):
 def cmd_perf(args):
     import json
     model = discovery.get_model(args.name)
-    _flag_at_least(args.batch_size, 1, "--batch_size")
+    hp.flag_at_least(args.batch_size, 1, "--batch_size")
+    hp.flag_at_least(args.steps, 1, "--steps")
+    hp.flag_at_least(args.warmup, 0, "--warmup")
     deployed = args.export_dir is not None
     if args.latency and args.batch_size not in (None, 1):
         raise ZooError("--latency measures batch 1 (the per-image latency): drop --batch_size %d" % args.batch_size)

@@ -205,6 +205,13 @@ def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
     return hparams
 
 
+def flag_at_least(value, low, flag):
+    """Raises a ZooError for a command-line number below `low` (None: the flag was not given). Checked where 0 or a
+    negative number would otherwise be read as "not given" or run something else than asked."""
+    if value is not None and value < low:
+        raise ZooError("%s must be >= %r, got %r" % (flag, low, value))
+
+
 def add_set_argument(parser, help_text):
     """`--set KEY=VALUE [KEY=VALUE ...]` on an argparse parser, repeatable (a list of lists; parse_set_args
     flattens it)."""

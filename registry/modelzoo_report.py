@@ -2,6 +2,7 @@
 import os
 import platform
 
+from registry import paths
 from registry.engine import results
 from registry.errors import ZooError
 
@@ -40,6 +41,7 @@ def write(network, model_dir, kind, e2e_seconds, output_dir):
     the train log, one per line, one per progress report); returns (closing lines, case log path)."""
     lines, case = build(network, model_dir, kind, e2e_seconds)
     name = dict(case)["CaseName"]
+    paths.make_dir(output_dir, "--output_dir")
     path = os.path.join(output_dir, "%s.log" % name)
     with open(path, "w") as f:
         f.writelines("%s = %s\n" % item for item in case)

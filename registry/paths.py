@@ -30,3 +30,17 @@ def require_dir(path, what, fix="", error=ZooError):
     if not os.path.isdir(path):
         raise error("%s %s does not exist%s" % (what, path, fix))
     return path
+
+
+def make_dir(path, what, error=ZooError):
+    """Creates the directory `path` and its parents unless it exists; returns `path` expanded. Raises `error`
+    ("<what> PATH: FILE is a file, not a directory") when `path`, or a directory above it, is a file."""
+    path = expand(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = path
+        while blocking and not os.path.isfile(blocking) and os.path.dirname(blocking) != blocking:
+            blocking = os.path.dirname(blocking)
+        raise error("%s %s: %s is a file, not a directory" % (what, path, "it" if blocking == path else blocking))
+    return path

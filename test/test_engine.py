@@ -145,7 +145,7 @@ def test_warm_start_into_other_classes_changes_only_the_classifier(tmp_path):
                                        r"--warm_start_from"):
         runner.train(MODEL, demo_hparams(epochs=0.2, num_classes=12), DEMO, source, log=_quiet)
     # ... and so is evaluating it as another network (TF 2.15 would restore the wrong shape without a word).
-    with pytest.raises(ZooError, match=r"does not fit the model being evaluated \(shufflenet_v1/classifier/kernel: "
+    with pytest.raises(ZooError, match=r"does not fit the network being evaluated \(shufflenet_v1/classifier/kernel: "
                                        r"shape \[960, 10\] in checkpoint, \[960, 12\] in model\)"):
         runner.evaluate(MODEL, demo_hparams(num_classes=12), DEMO, source)
 

@@ -472,7 +472,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     except ValueError as err:
         raise DataError(str(err))
 
-    os.makedirs(out, exist_ok=True)
+    paths.make_dir(out, "the output directory", DataError)
     labels = assign_labels(out, listing.classes)
     plan = plan_shards(entries, num_shards, seed)
     manifest = _manifest(src, split, num_shards, seed, plan, labels, max_pixels)

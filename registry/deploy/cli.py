@@ -46,6 +46,7 @@ def cmd_export(args):
 
 
 def cmd_predict(args):
+    hp.flag_at_least(args.top_k, 1, "--top_k")
     model = discovery.get_model(args.name)
     params = model_dir_hparams(model, args.model_dir, args.set)
     _quiet_tensorflow()

@@ -29,11 +29,12 @@ import json
 import os
 import shutil
 
+from registry import paths
 from registry.data import images as images_mod
 from registry.deploy import graph_compat, onnx_export, openvino_export
+from registry.deploy import labels as labels_mod
 from registry.deploy.inference_graph import (INPUT_NODE, OUTPUT_NODES, changed_hparams, export_hparams,
                                              frozen_graph_def, heads, restore)
-from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
 
 SAVED_MODEL_DIR = "saved_model"
@@ -108,7 +109,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
     package or an existing output (unless `overwrite`)."""
     import tensorflow as tf
-    from registry.engine.warm_start import resolve_checkpoint
+    from registry.engine.warm_start import check_fits, resolve_checkpoint
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ZooError("unknown export format %s: choose from %s" % (", ".join(map(repr, unknown)) or "(none)",
@@ -126,6 +127,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     if "openvino" in formats:
         openvino_export.require("--format openvino")
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
+    check_fits(model, hparams, checkpoint, "exported")
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
                "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
@@ -135,7 +137,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
         raise ZooError("%s already exists: choose another --output or pass --overwrite" % existing[0])
     if os.path.isdir(saved_model) and "tf" in formats:
         shutil.rmtree(saved_model)
-    os.makedirs(output, exist_ok=True)
+    paths.make_dir(output, "--output")
     names, source = labels_mod.class_names(int(hparams["num_classes"]), int(hparams.get("label_offset", 1)),
                                            model_dir=model_dir)
     labels_path = None

@@ -87,10 +87,11 @@ def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=N
     """([{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path, the
     checkpoint, the class names' source). 'format' says what reading the file as a viewer shows it took (see
     read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
-    from registry.engine.warm_start import resolve_checkpoint
+    from registry.engine.warm_start import check_fits, resolve_checkpoint
     images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
+    check_fits(model, hparams, checkpoint, "used for prediction")
     num_classes = int(hparams["num_classes"])
     names, source = labels_mod.class_names(num_classes, int(hparams.get("label_offset", 1)), labels, model_dir)
     predictor = Predictor(model, hparams, checkpoint)

@@ -17,7 +17,7 @@ import time
 
 import tensorflow as tf
 
-from registry import tf_compat
+from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
 from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, npu, progress
 from registry.engine import results, schedule, segments, storage, trainer
@@ -95,14 +95,10 @@ def _check_resume(model, hparams, checkpoint, model_dir):
         raise ZooError(_misfit_message(checkpoint, misfits, model_dir))
 
 
-def _summary_of(misfits):
-    return "; ".join(misfits[:3]) + ("; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "")
-
-
 def _misfit_message(checkpoint, misfits, model_dir):
     return ("the checkpoint %s does not fit the model being trained (%s). A model dir resumes only the run that "
             "made it (same network, num_classes and precision mode). Train into a new --model_dir, with "
-            "--warm_start_from %s to start from its weights." % (checkpoint, _summary_of(misfits), model_dir))
+            "--warm_start_from %s to start from its weights." % (checkpoint, ws.misfit_summary(misfits), model_dir))
 
 
 def stream_hparams(hparams, start_step):
@@ -128,11 +124,7 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
         raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     own = evaluator is None
     if own:   # a training run's own evaluator evaluates its own checkpoints; anything else is checked first
-        misfits = ws.checkpoint_misfits(model, hparams, checkpoint)
-        if misfits:
-            raise ZooError("the checkpoint %s does not fit the model being evaluated (%s). Evaluate it with the "
-                           "hparams it was trained with (its model dir's hparams.json; no --set of num_classes or "
-                           "the network)." % (checkpoint, _summary_of(misfits)))
+        ws.check_fits(model, hparams, checkpoint, "evaluated")
     try:
         with data_errors(data_path, "validation", hparams):
             evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path,
@@ -249,22 +241,28 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     latest = checkpoints.latest(model_dir, log=say, repair=chief)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
-    plan = segments.resume(model_dir, hparams, replicas, start_step, say, write=chief)
+    plan, schedule_segments = segments.resume(model_dir, hparams, replicas, start_step, say)
     last_step = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
     if latest:
         _check_resume(model, hparams, latest, model_dir)
         say("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
                                                              plan.epoch(start_step)))
     else:
-        say("Training from scratch on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
-            "schedule)" % (tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
+        say("Training from %s on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
+            "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
                            plan.global_batch, plan.peak_lr, plan.schedule))
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), say)
     if cluster:
         log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
             % (cluster.index, len(cluster.workers), "chief" if chief else "not chief", start_step, last_step,
                plan.num_replicas, plan.global_batch, plan.peak_lr))
-    targets = [] if skip_eval else _eval_steps(plan, start_step, eval_every_epochs, last_step, settings)
+    to_train = start_step < last_step
+    if not to_train:   # as Estimator did: a finished run is not trained a step further
+        say("Nothing to train: the model dir is at step %d and this run ends at step %d (%s)"
+            % (start_step, last_step, "--max_steps %d" % max_steps if last_step < plan.total_steps
+               else "the end of the schedule"))
+    targets = [] if skip_eval or not to_train else _eval_steps(plan, start_step, eval_every_epochs, last_step,
+                                                               settings)
     evaluator, records = None, []
 
     def evaluate_checkpoint(step, checkpoint):
@@ -275,17 +273,22 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     if settings.rank_size > 1:
         input_context = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
     seed = hparams.get("seed", -1)
+    def write_records():   # once training has started: a run that fails to start leaves the model dir as it was
+        _write_run_records(model_dir, hparams, data_path, schedule_segments)
+
     started = time.time()
     try:
         if chief and targets:
             with data_errors(data_path, "validation", hparams):
                 evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir))
         with training_errors(model_dir, None if synthetic else data_path, hparams):
-            trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings, last_step,
-                          chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
-                          input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
-                          checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
-                          hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed)
+            if to_train:
+                trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings,
+                              last_step, chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
+                              input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
+                              checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
+                              hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed,
+                              on_start=write_records if chief else None)
     finally:
         if evaluator is not None:
             evaluator.close()
@@ -312,6 +315,8 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         summary += "; held-out top-1 %.4f, top-5 %.4f, loss %.4f over %d images" % (
             record["top1"], record["top5"], record["loss"], record["num_images"])
     log(summary + "; model dir %s" % model_dir)
+    if not to_train and results.read_json_or_none(model_dir, results.RUN_SUMMARY, log):
+        return record   # run_summary.json keeps the figures of the run that trained
     run_summary = _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record)
     if cluster:
         run_summary["workers"] = len(cluster.workers)
@@ -357,10 +362,11 @@ def check_epoch_size(hparams, data_path, log):
 
 def _prepare_model_dir(model_dir, hparams, data_path, log):
     """The chief's start: data checks, a writable model dir, and what a process that died there left: temporary
-    files are removed, a train log or eval history cut off mid-record is repaired (each with a note)."""
+    files are removed, a train log or eval history cut off mid-record is repaired (each with a note). The run's
+    records are written once it has started (_write_run_records)."""
     check_data(hparams, data_path, log)
     try:
-        os.makedirs(model_dir, exist_ok=True)
+        paths.make_dir(model_dir, "--model_dir")
     except OSError as err:
         if storage.error_number(err) is None:
             raise
@@ -375,7 +381,12 @@ def _prepare_model_dir(model_dir, hparams, data_path, log):
         if note:
             log(note)
     _check_hparams_change(model_dir, hparams, log)
+
+
+def _write_run_records(model_dir, hparams, data_path, schedule_segments):
+    """The chief's records of a run that has started: hparams.json, schedule.json and the data set's labels.txt."""
     results.write_hparams(model_dir, hparams)
+    segments.write(model_dir, schedule_segments)
     labels = os.path.join(data_path or "", tfrecord.LABELS_FILENAME)
     if data_path and os.path.exists(labels):  # the data set's class names, for `zoo-run predict`
         copy = os.path.join(model_dir, tfrecord.LABELS_FILENAME)

@@ -74,9 +74,10 @@ def _same_batch(segment, plan):
     return segment["global_batch"] == plan.global_batch and segment["steps_per_epoch"] == plan.steps_per_epoch
 
 
-def resume(model_dir, hparams, num_replicas, start_step, log, write=True):
-    """The schedule.Plan of a run starting at global step `start_step`, continuing the model dir's segments; writes
-    the updated segments (when `write`: the chief) and notes a change of global batch through `log`."""
+def resume(model_dir, hparams, num_replicas, start_step, log):
+    """(the schedule.Plan of a run starting at global step `start_step`, continuing the model dir's segments; the
+    segments to record once the run has started, see `write`). Notes a change of global batch or of steps per epoch
+    through `log`."""
     plan = schedule.Plan(hparams, num_replicas)
     recorded = read(model_dir, log) if start_step else None
     recorded = [s for s in recorded or () if s["step"] <= start_step]   # later ones belonged to lost checkpoints
@@ -85,18 +86,25 @@ def resume(model_dir, hparams, num_replicas, start_step, log, write=True):
     current = recorded[-1]
     if not _same_batch(current, plan):
         epoch = epoch_at(recorded, start_step)
-        log("note: the global batch changed (%s -> %d, %d steps an epoch): the run continues at epoch %.2f, where "
-            "step %d left it, with the schedule's learning rate for that epoch at the new global batch (linear "
-            "scaling, base_batch_size %s), and ends after %g epochs"
-            % (current.get("global_batch") or "%.0f steps an epoch" % current["steps_per_epoch"], plan.global_batch,
-               plan.steps_per_epoch, epoch, start_step, hparams.get("base_batch_size", hparams["batch_size"]),
+        if current.get("global_batch") in (None, plan.global_batch):   # num_train_images changed
+            change = "the steps per epoch changed (%.4g -> %d at global batch %d)" % (
+                current["steps_per_epoch"], plan.steps_per_epoch, plan.global_batch)
+        else:
+            change = "the global batch changed (%d -> %d, %d steps an epoch)" % (
+                current["global_batch"], plan.global_batch, plan.steps_per_epoch)
+        log("note: %s: the run continues at epoch %.2f, where step %d left it, with the schedule's learning rate for "
+            "that epoch at the global batch %d (linear scaling, base_batch_size %s), and ends after %g epochs"
+            % (change, epoch, start_step, plan.global_batch, hparams.get("base_batch_size", hparams["batch_size"]),
                hparams["epochs"]))
         current = _segment(start_step, epoch, plan)
         recorded.append(current)
     elif current.get("global_batch") is None:   # an older model dir: record its segment as this run's
         recorded[-1] = current = _segment(current["step"], current["epoch"], plan)
-    if write:
-        results.write_json(model_dir, SCHEDULE_FILE, {"segments": recorded})
     if current["step"] == 0:
-        return plan
-    return schedule.Plan(hparams, num_replicas, origin=(current["step"], current["epoch"]))
+        return plan, recorded
+    return schedule.Plan(hparams, num_replicas, origin=(current["step"], current["epoch"])), recorded
+
+
+def write(model_dir, recorded):
+    """Writes the model dir's schedule.json: `recorded`, the segments `resume` returned."""
+    results.write_json(model_dir, SCHEDULE_FILE, {"segments": recorded})

@@ -32,14 +32,18 @@ TrainGraph.__doc__ = """train_op: one step of every replica; reported: the first
 initializers: the input iterators' initializer ops, to run once the session exists."""
 
 
-class _InitializeHook(tf1.train.SessionRunHook):
-    """Runs `ops` (the input iterators' initializers) once the session exists, after restore or initialisation."""
+class _StartHook(tf1.train.SessionRunHook):
+    """Once the session exists (after restore or initialisation): runs `ops` (the input iterators' initializers),
+    then calls `on_start()` when given."""
 
-    def __init__(self, ops):
+    def __init__(self, ops, on_start=None):
         self._ops = ops
+        self._on_start = on_start
 
     def after_create_session(self, session, coord):
         session.run(self._ops)
+        if self._on_start:
+            self._on_start()
 
 
 def _first_replica(value, strategy):
@@ -83,7 +87,7 @@ def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=N
 
 def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief=True, strategy=None,
           warm_start=None, synthetic=False, input_context=None, eval_steps=(), after_eval_save=None,
-          checkpoint_dir=None, hooks=(), session_config=None, seed=None):
+          checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None):
     """Trains in the model dir until the global step reaches `last_step` (resuming its latest checkpoint).
 
     Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
@@ -91,13 +95,15 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     the model dir; a worker that is not the chief writes its own copies elsewhere). The chief keeps the train
     log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
     engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
+    `on_start()` is called once the session exists, before the first checkpoint is written (the runner writes
+    the model dir's run records then).
     """
     resuming = checkpoints.latest(model_dir, repair=False) is not None   # before any worker can write one
     with tf.Graph().as_default():
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
         built = build(model, hparams, data_path, plan, settings, strategy, warm_start, synthetic, input_context)
-        train_op, all_hooks = built.train_op, [_InitializeHook(built.initializers)]
+        train_op, all_hooks = built.train_op, [_StartHook(built.initializers, on_start)]
         if settings.device == "npu":
             train_op, npu_hooks = npu.training(settings, train_op)
             all_hooks += npu_hooks

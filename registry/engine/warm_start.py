@@ -1,6 +1,7 @@
 """Transfer learning: which checkpoint variables load into a model, and which must be skipped."""
 import collections
 import os
+import re
 
 import tensorflow as tf
 
@@ -14,16 +15,25 @@ WarmStart.__doc__ = """`assignment` maps checkpoint names to model variable name
 
 
 def resolve_checkpoint(path):
-    """A checkpoint prefix from a checkpoint prefix or a model dir; a clear error if there is none."""
+    """A checkpoint prefix from a checkpoint prefix, one of its files (`.index`, `.data-*`) or a model dir. Raises a
+    ZooError when there is none, or when the path is a file that is not a TensorFlow checkpoint."""
     if os.path.isdir(path):
         latest = tf1.train.latest_checkpoint(path)
         if not latest:
             raise ZooError("no checkpoint in directory %s (expected a 'checkpoint' file and model.ckpt-* files)"
                            % path)
         return latest
+    prefix = re.sub(r"\.(index|data-\d+-of-\d+|meta)$", "", path)
+    if prefix != path and tf1.train.checkpoint_exists(prefix):
+        return prefix
     if not tf1.train.checkpoint_exists(path):
         raise ZooError("checkpoint %s not found: pass a model dir or a prefix such as model_dir/model.ckpt-1000"
                        % path)
+    try:
+        tf1.train.list_variables(path)
+    except (tf.errors.OpError, ValueError) as err:
+        raise ZooError("%s is not a TensorFlow checkpoint (%s): pass a model dir or a checkpoint prefix such as "
+                       "model_dir/model.ckpt-1000" % (path, str(err).strip().splitlines()[0][:200]))
     return path
 
 
@@ -47,6 +57,22 @@ def checkpoint_misfits(model, hparams, checkpoint):
         elif saved[name] != shape:
             misfits.append("%s: shape %s in checkpoint, %s in model" % (name, saved[name], shape))
     return misfits
+
+
+def misfit_summary(misfits):
+    """The first three of checkpoint_misfits' strings, and how many more, for an error message."""
+    return "; ".join(misfits[:3]) + ("; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "")
+
+
+def check_fits(model, hparams, checkpoint, use):
+    """Raises a ZooError when `checkpoint` does not fit the network built with `hparams` (checkpoint_misfits):
+    another network's or another num_classes' checkpoint would otherwise restore without a word on TF 2.x and give
+    meaningless outputs. `use`: what the checkpoint was to be used for, e.g. "exported"."""
+    misfits = checkpoint_misfits(model, hparams, checkpoint)
+    if misfits:
+        raise ZooError("the checkpoint %s does not fit the network being %s (%s). Use the network name that trained "
+                       "it, with its model dir's hparams.json (no --set of num_classes or the network)."
+                       % (checkpoint, use, misfit_summary(misfits)))
 
 
 def plan_warm_start(model, hparams, checkpoint_path):
