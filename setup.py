@@ -78,7 +78,7 @@ setup(
     extras_require={
         "test": ["pytest"] + ONNX + OPENVINO,
         "onnx": ONNX,
-        "openvino": OPENVINO,
+        "openvino": ONNX + OPENVINO,   # its export converts through tf2onnx
         # NVIDIA GPUs on lane tf2: TF 2.21 with its CUDA 12.5 / cuDNN 9 wheels
         "gpu": ["tensorflow[and-cuda]==2.21.0; python_version >= '3.10'"],
     },

@@ -394,17 +394,22 @@ def main(argv=None):
     # Before anything imports TensorFlow: its C++ log (CUDA-plugin registration lines on a machine without a GPU,
     # start-up notes) is hidden; TF_CPP_MIN_LOG_LEVEL=0 shows it again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from registry import onednn
-    onednn.turn_on()   # TensorFlow's oneDNN CPU kernels, unless TF_ENABLE_ONEDNN_OPTS is set (registry/onednn.py)
-    from registry import tf_import
-    tf_import.import_tensorflow()   # TF 2.20+ writes start-up notes past TF_CPP_MIN_LOG_LEVEL (registry/tf_import.py)
-    args = build_parser().parse_args(argv)
-    args.argv = argv  # the launcher replays the command line for its workers
+    command = "zoo-run"
     try:
+        from registry import onednn
+        onednn.turn_on()   # TensorFlow's oneDNN CPU kernels unless TF_ENABLE_ONEDNN_OPTS is set (registry/onednn.py)
+        from registry import tf_import
+        tf_import.import_tensorflow()   # TF 2.20+ writes start-up notes past TF_CPP_MIN_LOG_LEVEL (tf_import.py)
+        args = build_parser().parse_args(argv)
+        args.argv = argv  # the launcher replays the command line for its workers
+        command = "zoo-run %s" % args.command
         return args.func(args) or 0
     except ZooError as err:
-        print("zoo-run %s: error: %s" % (args.command, err), file=sys.stderr)
+        print("%s: error: %s" % (command, err), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C outside a training run (which stops at a checkpoint): one line, no traceback
+        print("%s: interrupted (Ctrl-C)" % command, file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

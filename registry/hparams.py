@@ -187,6 +187,12 @@ def resolve(model, preset=None, config_file=None, set_args=None, saved=None,
     hparams = model.default_hparams()
     layers = []
     if saved:
+        foreign = sorted(set(saved) - set(hparams))
+        if foreign:   # a whole other network's settings, not a typo
+            raise HParamsError("%s has hparams this network does not have (%s): it was written for another "
+                               "network. Use the network that trained it (`zoo-run list`; `zoo-run describe NAME` "
+                               "shows a network's hparams), or another --model_dir."
+                               % (saved_source, ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")))
         layers.append((saved, saved_source))
     if preset:
         presets = getattr(model, "presets", {})

@@ -158,6 +158,7 @@ def test_predict_prints_top5_table_and_json_with_class_names(deployed, monkeypat
         probabilities = [p["probability"] for p in predictions]
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6
         assert all(p["name"] == str(p["class"]) for p in predictions)  # the digits' labels.txt: 1:0 .. 10:9
+        assert all(p["label"] == p["class"] + 1 for p in predictions)  # the id in labels.txt (label_offset 1)
 
 
 def test_predict_refuses_files_that_are_not_images(deployed, monkeypatch, capsys, tmp_path):

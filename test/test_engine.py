@@ -58,8 +58,9 @@ def test_progress_reports_at_each_evaluation_step_whatever_the_clock(tmp_path):
     also when training is faster than the report interval (CI saw none before the first evaluation)."""
     import io
     from registry.engine import progress
+    stream = io.StringIO()
     hook = progress.ProgressHook(schedule.Plan(demo_hparams(epochs=2)), {}, model_dir=str(tmp_path),
-                                 every_secs=1e9, stream=io.StringIO(), report_steps=[5, 9, 12])
+                                 every_secs=1e9, stream=stream, report_steps=[5, 9, 12], last_step=16)
     hook.begin()
     hook.after_create_session(None, None)
     values = {"loss": 1.0, "lr": 0.1, "train_accuracy": 0.5}
@@ -69,6 +70,9 @@ def test_progress_reports_at_each_evaluation_step_whatever_the_clock(tmp_path):
     log = results.read_train_log(str(tmp_path))
     assert [r["step"] for r in log] == [1, 5, 11, 12, 16]
     assert all(r["images_per_sec"] > 0 for r in log[1:]) and "images_per_sec" not in log[0]
+    # a run that stops at --max_steps counts its steps, and its ETA, to that step; the schedule's length in brackets
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("step 1/16 (of 44)  epoch 0.05/2  ") and lines[-1].endswith("ETA 0s")
 
 
 def test_eval_counts_every_image_once_and_ignores_padding(tmp_path):

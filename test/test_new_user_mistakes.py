@@ -100,6 +100,9 @@ def test_a_file_where_a_directory_is_expected_is_named(trained, tmp_path, capsys
     shutil.copy(image, str(source))
     code, err = _main(capsys, "data", "build", str(tmp_path / "images"), image, "--split", "train")
     assert code == 2 and "the output directory %s: it is a file, not a directory" % image in err
+    code, err = _main(capsys, "data", "build", str(tmp_path / "images"), str(tmp_path / "out"), "--split", "train",
+                      "--shards", "0")
+    assert code == 2 and "--shards must be >= 1, got 0" in err
     code, err = _main(capsys, "train", "shufflenetv1_g3", "--model_dir", str(tmp_path / "w"), "--warm_start_from",
                       image)
     assert code == 2 and "%s is not a TensorFlow checkpoint" % image in err
@@ -111,3 +114,46 @@ def test_a_file_where_a_directory_is_expected_is_named(trained, tmp_path, capsys
     code, _ = _main(capsys, "modelzoo-report", "shufflenetv1_g3", "--model_dir", model_dir, "--e2e_seconds", "9",
                     "--output_dir", str(report_dir))
     assert code == 0 and len(os.listdir(str(report_dir))) == 2
+
+
+def test_data_check_passes_a_train_only_data_set_with_a_note(tmp_path, capsys):
+    for name in ("train-00000-of-00002", "labels.txt"):
+        shutil.copy(os.path.join(DEMO, name), str(tmp_path))
+    assert cli.main(["data", "check", str(tmp_path), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "note: %s has no validation split (validation-*-of-*)" % tmp_path in out
+    assert out.splitlines()[-1] == "%s: 0 problem(s)" % tmp_path
+    assert cli.main(["data", "check", str(tmp_path), "--split", "validation", "--workers", "1"]) == 1  # asked for
+    assert "no validation files matching validation-*-of-*" in capsys.readouterr().out
+
+
+def test_another_networks_model_dir_is_named_as_such(trained, capsys):
+    code, err = _main(capsys, "eval", "resnet50_v1_5", "--model_dir", trained[0])
+    assert code == 2 and "the model dir's hparams.json has hparams this network does not have (" in err
+    assert "it was written for another network" in err
+
+
+def test_ctrl_c_outside_a_training_run_is_one_line(monkeypatch, capsys):
+    """E.g. while TensorFlow is imported, in the first second of any command."""
+    from registry import tf_import
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tf_import, "import_tensorflow", interrupted)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err == "zoo-run: interrupted (Ctrl-C)\n"
+
+
+def test_a_rebuild_from_a_changed_source_says_what_changed(trained, tmp_path, capsys):
+    source, out = tmp_path / "images", str(tmp_path / "out")
+    for name in ("a", "b"):
+        (source / name).mkdir(parents=True)
+        shutil.copy(trained[1], str(source / name / "x.jpg"))
+    argv = ["data", "build", str(source), out, "--split", "train", "--shards", "1"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ignored 0 files; report %s" % os.path.join(out, "train-build-report.txt") in printed  # always named
+    shutil.copy(trained[1], str(source / "a" / "y.jpg"))
+    code, err = _main(capsys, *argv)
+    assert code == 2 and "already holds train shards from a different build (train-00000-of-00001; it was made " \
+        "from 2 images, the source has 3 now)" in err

@@ -291,7 +291,7 @@ def test_5_the_build_report_accounts_for_every_file(odd_folder):
     for path in list(skipped) + [p for p, _ in result.ignored]:
         assert path in report
     assert "skipped 2 not read (.heic 1, .png 1)" in printed
-    assert "ignored 4 files ((none) 2, .md 1, .txt 1)" in printed
+    assert "ignored 4 files ((none) 1, .md 1, .txt 1, in folders 1)" in printed
 
 
 # ------------------------------------------------------------------ 6. empty class folders keep their ids

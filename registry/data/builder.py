@@ -355,6 +355,8 @@ def _worker(jobs, out, split, num_shards, labels, texts, threads, report, max_pi
 
 def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from registry import tf_import
+    tf_import.import_tensorflow()   # a spawned process: without TF 2.21's start-up notes
     try:
         entries = [(index, [Entry(*e) for e in shard]) for index, shard in jobs]
         _worker(entries, out, split, num_shards, labels, texts, 1, queue.put, max_pixels)
@@ -408,6 +410,23 @@ def _manifest(src, split, num_shards, seed, plan, labels, max_pixels):
             "max_pixels": max_pixels}
 
 
+def _manifest_changes(previous, manifest):
+    """'; it was made from 20 images, this source has 23 now' and the like: what differs from the earlier build."""
+    if not previous:
+        return "; no record of how it was made"
+    changes = []
+    if previous.get("num_images") != manifest["num_images"]:
+        changes.append("it was made from %s images, the source has %d now" % (previous.get("num_images"),
+                                                                              manifest["num_images"]))
+    elif previous.get("files_digest") != manifest["files_digest"]:
+        changes.append("the source's files or classes changed since")
+    changes += ["%s %r then, %r now" % (key, previous.get(key), manifest[key])
+                for key in ("src", "num_shards", "seed", "max_pixels") if previous.get(key) != manifest[key]]
+    if previous.get("labels") != manifest["labels"] and not changes:
+        changes.append("the class ids changed")
+    return "; " + ", ".join(changes) if changes else ""
+
+
 def _check_previous(out, split, num_shards, manifest):
     """Indices of complete shards from an earlier identical build; DataError if OUT holds another build."""
     import glob
@@ -420,10 +439,10 @@ def _check_previous(out, split, num_shards, manifest):
         with open(manifest_path) as f:
             previous = json.load(f)
     if foreign or (existing and previous != manifest):
-        raise DataError("%s already holds %s shards from a different build (%s); delete them (and %s) or "
+        raise DataError("%s already holds %s shards from a different build (%s%s); delete them (and %s) or "
                         "choose another OUT directory" % (
                             out, split, os.path.basename((foreign or existing)[0]),
-                            _state_dir(out, split)))
+                            _manifest_changes(previous, manifest), _state_dir(out, split)))
     return sorted(i for p, i in expected.items() if p in existing and os.path.isfile(_stats_path(out, split, i)))
 
 
@@ -459,7 +478,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     listing = list_images(src, split, labels_file)
     entries = listing.entries
     texts = read_synset_names(synset_names) if synset_names else {}
-    requested = num_shards or DEFAULT_SHARDS[split]
+    requested = DEFAULT_SHARDS[split] if num_shards is None else num_shards
     if requested < 1:
         raise DataError("--shards must be >= 1, got %d" % requested)
     num_shards = min(requested, len(entries))
@@ -544,9 +563,12 @@ def _run_processes(todo, out, split, num_shards, labels, texts, workers, progres
             p.join()
 
 
-def _by_extension(paths_):
-    counts = collections.Counter(images.extension(p.rstrip(os.sep)) for p in paths_)
-    return ", ".join("%s %d" % kv for kv in sorted(counts.items()))
+def _by_extension(counted):
+    """'.jpg 2, .txt 1, in folders 3' of (path, number of files) pairs; a folder's files count under 'in folders'."""
+    counts = collections.Counter()
+    for path, files in counted:
+        counts["in folders" if path.endswith(os.sep) else images.extension(path)] += files
+    return ", ".join("%s %d" % kv for kv in sorted(counts.items()) if kv[1])
 
 
 def _profiles_text(counts):
@@ -591,9 +613,9 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
                      split, written, num_shards, out, sum(converted.values()),
                      " (%s)" % ", ".join("%s %d" % kv for kv in sorted(converted.items())) if converted else "",
                      sum(colour.values()), _profiles_text(colour),
-                     len(skipped), " (%s)" % _by_extension(p for p, _ in skipped) if skipped else "",
-                     ignored_files, " (%s)" % _by_extension(i.path for i in ignored) if ignored else "",
-                     "; listed in %s" % report_file if skipped or ignored else ""))
+                     len(skipped), " (%s)" % _by_extension((p, 1) for p, _ in skipped) if skipped else "",
+                     ignored_files, " (%s)" % _by_extension((i.path, i.files) for i in ignored) if ignored_files
+                     else "", "; report %s" % report_file))
     for path, reason in skipped[:20]:
         stream.write("  skipped %s: %s\n" % (path, reason))
     if len(skipped) > 20:

@@ -185,7 +185,8 @@ def _check_in_worker(args):
     global _worker_decoder
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _worker_decoder is None:
-        import tensorflow as tf
+        from registry import tf_import
+        tf = tf_import.import_tensorflow()   # a spawned process: without TF 2.21's start-up notes
         tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
         _worker_decoder = Decoder()
     return check_file(args[0], args[1], _worker_decoder, args[2])
@@ -212,10 +213,18 @@ def implied_labels(labels):
     return offset, max(labels) - offset + 1
 
 
-def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None, workers=1, log=print,
+def _has_split(data_path, split):
+    try:
+        return bool(tfrecord.find_split_files(data_path, split)[0])
+    except DataError:
+        return False
+
+
+def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1, log=print,
           max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """Checks every record of each split in `data_path`; prints every problem and a summary; returns the
-    number of problems. Labels must lie in label_offset..label_offset+num_classes-1; by default
+    number of problems. `splits` None: every split the data set has (a missing one is noted, as a train-only
+    set is a valid data set; none at all is a problem); a split named in `splits` must be there. Labels must lie in label_offset..label_offset+num_classes-1; by default
     `label_offset` is what the data implies (`tfrecord.implied_label_offset`, else 1) and `num_classes` the
     classes of DATA/labels.txt; with neither, any label >= 0 is accepted and the range seen is reported."""
     known = tfrecord.read_labels_file(data_path)
@@ -228,7 +237,8 @@ def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None
             label_offset = 1 if label_offset is None else label_offset
         label_range = (label_offset, label_offset + num_classes - 1 if num_classes is not None else 2 ** 62)
     total_problems, seen = 0, collections.Counter()
-    for split in splits:
+    present = [split for split in tfrecord.SPLITS if _has_split(data_path, split)]
+    for split in splits or present or tfrecord.SPLITS:
         try:
             files, note = tfrecord.find_split_files(data_path, split)
         except DataError as err:
@@ -264,5 +274,8 @@ def check(data_path, splits=tfrecord.SPLITS, num_classes=None, label_offset=None
             "num_classes=%d)%s" % (min(seen), max(seen), len(seen), offset, classes, offset, classes,
                                    "; checked against %d..%s" % (label_range[0], label_range[1] if num_classes is not None else "")
             if label_range else ""))
+    for split in [] if splits else sorted(set(tfrecord.SPLITS) - set(present)) if present else []:
+        log("note: %s has no %s split (%s): `zoo-run train` evaluates on it; build it with `zoo-run data build SRC "
+            "%s --split %s`" % (data_path, split, tfrecord.split_pattern(split), data_path, split))
     log("%s: %d problem(s)" % (data_path, total_problems))
     return total_problems

@@ -36,10 +36,10 @@ it implies. Exit status 1 when a problem was found."""
 def cmd_check(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # TF's own log of each broken JPEG: the check names them
     from registry import tf_compat
-    from registry.data import check, tfrecord
+    from registry.data import check
     tf_compat.quiet()
     paths.require_dir(args.data_dir, "data dir")
-    splits = [args.split] if args.split else list(tfrecord.SPLITS)
+    splits = [args.split] if args.split else None   # None: the splits the data set has
     problems = check.check(args.data_dir, splits, num_classes=args.num_classes, label_offset=args.label_offset,
                            workers=args.workers, max_pixels=args.max_image_pixels)
     return 1 if problems else 0
@@ -95,7 +95,8 @@ def register(subparsers):
                        epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", type=paths.expand, help="directory of TFRecords (train-*-of-*, validation-*-of-*, "
                                                         "or TF-slim dataset-converter names)")
-    p.add_argument("--split", choices=["train", "validation"], help="one split only (default: both)")
+    p.add_argument("--split", choices=["train", "validation"],
+                   help="one split only, which must be there (default: the splits DIR has)")
     p.add_argument("--num_classes", type=int, help="labels must lie in label_offset..label_offset+num_classes-1 "
                                                   "(default: the classes of DIR/labels.txt; else any label >= 0)")
     p.add_argument("--label_offset", type=int, help="the label of class 0 (default: 0 when DIR/labels.txt numbers "

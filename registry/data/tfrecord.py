@@ -87,7 +87,7 @@ def find_split_files(data_path, split):
         if files:
             return files, ("%s: %d file(s) %s, named as TF-slim's dataset converters name them; their labels are "
                            "0-based (label_offset=0)" % (split, len(files), other))
-    raise DataError("no %s files matching %s in %s; it holds: %s. Point --data_path at a directory of "
+    raise DataError("no %s files matching %s in %s; it holds: %s. The data set is a directory of "
                     "TF-slim TFRecords (%s, or TF-slim dataset-converter names such as %s), or build them with "
                     "`zoo-run data build SRC %s --split %s`" % (
                         split, pattern, data_path, _describe_dir(data_path), pattern,

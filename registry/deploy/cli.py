@@ -108,7 +108,7 @@ def register(subparsers):
     p.add_argument("--output", required=True, type=paths.expand, help="directory to write the exports into")
     p.add_argument("--format", choices=["tf", "onnx", "openvino", "all"], default="tf",
                    help="tf: SavedModel + frozen graph (default); onnx: ONNX model; openvino: OpenVINO IR of the ONNX "
-                        "model (needs `pip install .[openvino]`); all: the three")
+                        "model (needs `pip install .[openvino]`, which brings the ONNX packages too); all: the three")
     p.add_argument("--opset", type=int, help="ONNX opset (default %d)" % ONNX_OPSET)
     p.add_argument("--onnx_layout", type=str.upper, choices=["NHWC", "NCHW"], default="NHWC",
                    help="layout of the ONNX and OpenVINO models' input: NHWC (default, as the frozen graph's) or NCHW "

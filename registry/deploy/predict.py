@@ -84,16 +84,17 @@ def check_decodable(images):
 
 def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None,
             max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
-    """([{'image', 'format', 'predictions': [{'rank', 'class', 'name', 'probability'}]}] for each path, the
-    checkpoint, the class names' source). 'format' says what reading the file as a viewer shows it took (see
+    """([{'image', 'format', 'predictions': [{'rank', 'class', 'label', 'name', 'probability'}]}] for each path, the
+    checkpoint, the class names' source). 'class' is the network's output index (0..num_classes-1), 'label' the
+    data set's id of that class (class + label_offset: the id in its labels.txt and records). 'format' says what reading the file as a viewer shows it took (see
     read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
     from registry.engine.warm_start import check_fits, resolve_checkpoint
     images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
     check_fits(model, hparams, checkpoint, "used for prediction")
-    num_classes = int(hparams["num_classes"])
-    names, source = labels_mod.class_names(num_classes, int(hparams.get("label_offset", 1)), labels, model_dir)
+    num_classes, label_offset = int(hparams["num_classes"]), int(hparams.get("label_offset", 1))
+    names, source = labels_mod.class_names(num_classes, label_offset, labels, model_dir)
     predictor = Predictor(model, hparams, checkpoint)
     results = []
     try:
@@ -103,7 +104,7 @@ def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=N
             results.append(collections.OrderedDict([
                 ("image", path), ("format", kind),
                 ("predictions", [collections.OrderedDict([
-                    ("rank", rank + 1), ("class", int(c)), ("name", names[c]),
+                    ("rank", rank + 1), ("class", int(c)), ("label", int(c) + label_offset), ("name", names[c]),
                     ("probability", float(probabilities[c]))]) for rank, c in enumerate(order)]),
             ]))
     finally:
@@ -117,13 +118,15 @@ def colour_converted(results):
 
 
 def format_table(results):
-    """The printed form of predict()'s results: per image its line, then rank, probability, class, name."""
+    """The printed form of predict()'s results: per image its line, then rank, probability, class (output index),
+    label (the data set's id) and name."""
     lines = []
     for result in results:
         lines.append("%s (%s)" % (result["image"], result["format"]))
-        lines.append("  %-4s %-11s %-6s %s" % ("rank", "probability", "class", "name"))
+        lines.append("  %-4s %-11s %-6s %-6s %s" % ("rank", "probability", "class", "label", "name"))
         for p in result["predictions"]:
-            lines.append("  %-4d %-11.4f %-6d %s" % (p["rank"], p["probability"], p["class"], p["name"]))
+            lines.append("  %-4d %-11.4f %-6d %-6d %s" % (p["rank"], p["probability"], p["class"], p["label"],
+                                                         p["name"]))
     converted = colour_converted(results)
     if converted:
         lines.append("colour profiles converted to sRGB: %d of %d image(s)" % (converted, len(results)))

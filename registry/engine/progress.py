@@ -30,7 +30,7 @@ class ProgressHook(tf1.train.SessionRunHook):
     """
 
     def __init__(self, plan, tensors, model_dir=None, every_secs=10.0, stream=None, summary_steps=100,
-                 report_steps=()):
+                 report_steps=(), last_step=None):
         """`tensors`: {name: scalar tensor} with step (the global step before the train op updates it), loss, lr,
         train_accuracy and optionally loss_scale (graph.TrainStep.reported). `model_dir`: where the train log and the
         TensorBoard events go (None: print only, as on the workers that are not the chief)."""
@@ -41,6 +41,7 @@ class ProgressHook(tf1.train.SessionRunHook):
         self._stream = stream or sys.stdout
         self._summary_steps = max(1, int(summary_steps))
         self._report_steps = sorted(set(report_steps))
+        self._last_step_of_run = last_step or plan.total_steps   # where this run stops (--max_steps), for the ETA
 
     def begin(self):
         self._writer = events.writer(self._model_dir) if self._model_dir else None
@@ -96,15 +97,16 @@ class ProgressHook(tf1.train.SessionRunHook):
         record = {"step": step, "epoch": round(plan.epoch(step), 4), "loss": float(values["loss"]),
                   "lr": float(values["lr"]), "train_accuracy": float(values["train_accuracy"]),
                   "time": time.time()}
-        line = "step %d/%d  epoch %.2f/%.4g  loss %.4f  lr %.5g" % (
-            step, plan.total_steps, plan.epoch(step), plan.total_steps / float(plan.steps_per_epoch),
-            record["loss"], record["lr"])
+        line = "step %d/%d%s  epoch %.2f/%.4g  loss %.4f  lr %.5g" % (
+            step, self._last_step_of_run,
+            " (of %d)" % plan.total_steps if self._last_step_of_run < plan.total_steps else "",
+            plan.epoch(step), plan.epoch(plan.total_steps), record["loss"], record["lr"])
         if "loss_scale" in values:  # float16 training: the dynamic loss scale shows overflows (halvings)
             record["loss_scale"] = float(values["loss_scale"])
             line += "  loss scale %g" % record["loss_scale"]
         if steps_per_sec:
             record["images_per_sec"] = steps_per_sec * plan.global_batch
-            eta = (plan.total_steps - step) / steps_per_sec
+            eta = max(0, self._last_step_of_run - step) / steps_per_sec
             line += "  %.1f img/s  ETA %s" % (record["images_per_sec"], format_duration(eta))
             if self._writer:
                 self._writer.scalars(step, {"images_per_sec": record["images_per_sec"]})

@@ -113,7 +113,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
         every = hparams.get("save_checkpoints_steps", 5000)
         all_hooks += [
             progress.ProgressHook(plan, built.reported, model_dir=model_dir if chief else None,
-                                  summary_steps=SUMMARY_STEPS, report_steps=eval_steps),
+                                  summary_steps=SUMMARY_STEPS, report_steps=eval_steps, last_step=last_step),
             tf1.train.StopAtStepHook(last_step=last_step),
         ] + list(hooks) + [
             checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps,
