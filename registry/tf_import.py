@@ -8,15 +8,17 @@ logging before it is initialised, and Abseil then writes every line to stderr wh
     I0000 00:00:1796407349.371193    6257 port.cc:153] oneDNN custom operations are on. ...
     I0000 00:00:1796407349.371697    6257 cudart_stub.cc:31] Could not find cuda drivers on your machine, ...
 
-`import_tensorflow()` captures file descriptor 2 while TensorFlow is imported, then writes back every line but
-the log records below the level asked for (I = 0, W = 1, E = 2, F = 3, as `TF_CPP_MIN_LOG_LEVEL` counts) and
-Abseil's header. Everything else written meanwhile (Python warnings, tracebacks, higher-severity records) is kept,
-in order. `TF_CPP_MIN_LOG_LEVEL=0` (or unset) shows everything.
+`import_tensorflow()` captures file descriptor 2 while TensorFlow is imported (registry.native_stderr), then writes
+back every line but the log records below the level asked for (I = 0, W = 1, E = 2, F = 3, as
+`TF_CPP_MIN_LOG_LEVEL` counts) and Abseil's header. Everything else written meanwhile (Python warnings, tracebacks,
+higher-severity records) is kept, in order. `TF_CPP_MIN_LOG_LEVEL=0` (or unset) shows everything.
 """
+import importlib
 import os
 import re
 import sys
-import tempfile
+
+from registry import native_stderr
 
 ABSL_HEADER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # An Abseil / TensorFlow C++ log record: severity letter, MMDD, time, thread id, file:line]
@@ -49,19 +51,6 @@ def import_tensorflow():
     """Imports and returns the `tensorflow` module, filtering its start-up log on stderr (module doc)."""
     level = min_log_level()
     if level == 0 or "tensorflow" in sys.modules:
-        import tensorflow
-        return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            sys.stderr.write(filter_startup_log(captured.read().decode("utf-8", "replace"), level))
-            sys.stderr.flush()
-    return tensorflow
+        return importlib.import_module("tensorflow")
+    with native_stderr.filtered(lambda line: bool(filter_startup_log(line, level))):
+        return importlib.import_module("tensorflow")

@@ -157,3 +157,13 @@ def test_a_rebuild_from_a_changed_source_says_what_changed(trained, tmp_path, ca
     code, err = _main(capsys, *argv)
     assert code == 2 and "already holds train shards from a different build (train-00000-of-00001; it was made " \
         "from 2 images, the source has 3 now)" in err
+
+
+def test_a_corrupt_jpeg_is_named_once_without_libjpegs_own_lines(trained, tmp_path, capfd):
+    data = open(trained[1], "rb").read()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(data[:len(data) // 2])
+    assert cli.main(["predict", "shufflenetv1_g3", "--model_dir", trained[0], str(broken)]) == 2
+    err = capfd.readouterr().err   # file descriptor 2: what libjpeg writes there too
+    assert err.splitlines() == ["zoo-run predict: error: %s could not be decoded as an image: the image does not "
+                                "decode (%s)" % (broken, err.split("decode (", 1)[1].rstrip(")\n"))]

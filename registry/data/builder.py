@@ -34,7 +34,7 @@ import sys
 import time
 import traceback
 
-from registry import paths
+from registry import native_stderr, paths
 from registry.data import images, tfrecord
 from registry.errors import DataError
 
@@ -273,10 +273,11 @@ class ImageChecker(object):
                     "colour-profile" if prepared.profile else prepared.format.lower())
         data = prepared.data
         try:
-            is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
-            kind = done or self._kind(data, is_jpeg, components)
-            if kind is not None:
-                data = self._session.run(self._encode, {self._data: data})
+            with native_stderr.filtered():   # libjpeg's own lines: a skipped image is named with the reason
+                is_jpeg, components, shape = self._session.run(self._check, {self._data: data})
+                kind = done or self._kind(data, is_jpeg, components)
+                if kind is not None:
+                    data = self._session.run(self._encode, {self._data: data})
         except self._errors as err:
             from registry import tf_compat
             raise ValueError(tf_compat.op_error_line(err))

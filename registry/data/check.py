@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import time
 
+from registry import native_stderr
 from registry.data import images, tfrecord
 from registry.errors import DataError
 
@@ -60,7 +61,8 @@ class Decoder(object):
     def problem(self, data):
         """None when `data` decodes to an image with pixels, else what is wrong."""
         try:
-            shape = self._session.run(self._shape, {self._data: data})
+            with native_stderr.filtered():   # libjpeg's own lines: the problem returned names the image
+                shape = self._session.run(self._shape, {self._data: data})
         except self._errors as err:
             return "the image does not decode (%s)" % clean_tf_message(err.message)
         if shape[0] < 1 or shape[1] < 1:

@@ -65,29 +65,25 @@ class Predictor(object):
 
 
 def check_decodable(images):
-    """Decodes every (path, bytes, format) once with a small graph: a corrupt file is named before the model
-    is built."""
-    import tensorflow as tf
-    tf1 = tf.compat.v1
-    with tf.Graph().as_default():
-        data = tf1.placeholder(tf.string, [])
-        shape = tf.shape(tf.io.decode_image(data, channels=3, expand_animations=False))
-        with tf1.Session() as sess:
-            for path, content, _ in images:
-                try:
-                    sess.run(shape, {data: content})
-                except tf.errors.InvalidArgumentError as err:
-                    from registry import tf_compat
-                    raise ZooError("%s could not be decoded as an image (%s)"
-                                   % (path, tf_compat.op_error_line(err)))
+    """Decodes every (path, bytes, format) once with TensorFlow's decoders (registry.data.check.Decoder, as the
+    input pipeline decodes): a corrupt file is named before the model is built. Raises a ZooError."""
+    from registry.data.check import Decoder
+    decoder = Decoder()
+    try:
+        for path, content, _ in images:
+            problem = decoder.problem(content)
+            if problem:
+                raise ZooError("%s could not be decoded as an image: %s" % (path, problem))
+    finally:
+        decoder.close()
 
 
 def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=None,
             max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
     """([{'image', 'format', 'predictions': [{'rank', 'class', 'label', 'name', 'probability'}]}] for each path, the
     checkpoint, the class names' source). 'class' is the network's output index (0..num_classes-1), 'label' the
-    data set's id of that class (class + label_offset: the id in its labels.txt and records). 'format' says what reading the file as a viewer shows it took (see
-    read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
+    data set's id of that class (class + label_offset: the id in its labels.txt and records). 'format' says what
+    reading the file as a viewer shows it took (see read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
     from registry.engine.warm_start import check_fits, resolve_checkpoint
     images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)
