@@ -272,10 +272,18 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
         total_problems += len(problems)
     if seen:
         offset, classes = implied_labels(seen)
-        log("labels: %d..%d, %d distinct; they imply label_offset=%d, num_classes=%d (--set label_offset=%d "
-            "num_classes=%d)%s" % (min(seen), max(seen), len(seen), offset, classes, offset, classes,
-                                   "; checked against %d..%s" % (label_range[0], label_range[1] if num_classes is not None else "")
-            if label_range else ""))
+        line = "labels: %d..%d, %d distinct; they imply label_offset=%d, num_classes=%d" % (
+            min(seen), max(seen), len(seen), offset, classes)
+        outside = label_range and (min(seen) < label_range[0] or max(seen) > label_range[1])
+        if not label_range:
+            line += " (--set label_offset=%d num_classes=%d)" % (offset, classes)
+        else:
+            line += "; checked against %d..%s" % (label_range[0], label_range[1] if num_classes is not None else "")
+            if outside:   # the records named above are wrong, or the range is: the data alone cannot say which
+                line += ("; the records outside it are named above: fix them, or, if the range is what is wrong, "
+                         "--num_classes/--label_offset here and --set num_classes=%d label_offset=%d for training"
+                         % (classes, offset))
+        log(line)
     for split in [] if splits else sorted(set(tfrecord.SPLITS) - set(present)) if present else []:
         log("note: %s has no %s split (%s): `zoo-run train` evaluates on it; build it with `zoo-run data build SRC "
             "%s --split %s`" % (data_path, split, tfrecord.split_pattern(split), data_path, split))

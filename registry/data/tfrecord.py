@@ -73,9 +73,10 @@ def find_split_files(data_path, split):
                         "e.g. made by `zoo-run data build`), or use --synthetic for random images")
     data_path = os.path.expanduser(str(data_path))
     if not os.path.exists(data_path):
-        raise DataError("data path %s does not exist; pass --data_path pointing at a directory holding %s "
-                        "files (convert an image folder with `zoo-run data build SRC %s --split %s`)"
-                        % (data_path, pattern, data_path, split))
+        raise DataError("data path %s does not exist; pass --data_path pointing at a directory of TF-slim "
+                        "TFRecords (%s; convert an image folder with `zoo-run data build SRC %s --split SPLIT`, "
+                        "SPLIT one of %s)" % (data_path, ", ".join(split_pattern(s) for s in SPLITS), data_path,
+                                             ", ".join(SPLITS)))
     if not os.path.isdir(data_path):
         raise DataError("data path %s is a file, not a directory; pass the directory that holds the %s files"
                         % (data_path, pattern))
