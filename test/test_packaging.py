@@ -59,7 +59,8 @@ def _imports(path, name, modules):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
             candidates = [base + "." + alias.name for alias in node.names] + [base]
         else:
             continue

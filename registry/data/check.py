@@ -226,9 +226,10 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
           max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """Checks every record of each split in `data_path`; prints every problem and a summary; returns the
     number of problems. `splits` None: every split the data set has (a missing one is noted, as a train-only
-    set is a valid data set; none at all is a problem); a split named in `splits` must be there. Labels must lie in label_offset..label_offset+num_classes-1; by default
-    `label_offset` is what the data implies (`tfrecord.implied_label_offset`, else 1) and `num_classes` the
-    classes of DATA/labels.txt; with neither, any label >= 0 is accepted and the range seen is reported."""
+    set is a valid data set; none at all is a problem); a split named in `splits` must be there. Labels must lie
+    in label_offset..label_offset+num_classes-1; by default `label_offset` is what the data implies
+    (`tfrecord.implied_label_offset`, else 1) and `num_classes` the classes of DATA/labels.txt; with neither, any
+    label >= 0 is accepted and the range seen is reported."""
     known = tfrecord.read_labels_file(data_path)
     if num_classes is None and known:
         num_classes = len(known)

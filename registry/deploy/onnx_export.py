@@ -162,8 +162,8 @@ def reference(model, hparams, checkpoint):
     """(real NHWC images, the checkpoint's float32 [N, K] logits on them in TensorFlow): what exports validate
     against."""
     images = real_images(model, hparams)
-    return images, inference_graph.checkpoint_logits(model, inference_graph.export_hparams(model, hparams, "tensorflow"),
-                                                checkpoint, images)
+    built = inference_graph.export_hparams(model, hparams, "tensorflow")
+    return images, inference_graph.checkpoint_logits(model, built, checkpoint, images)
 
 
 def input_info(size, input_layout):

@@ -83,7 +83,8 @@ def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=N
     """([{'image', 'format', 'predictions': [{'rank', 'class', 'label', 'name', 'probability'}]}] for each path, the
     checkpoint, the class names' source). 'class' is the network's output index (0..num_classes-1), 'label' the
     data set's id of that class (class + label_offset: the id in its labels.txt and records). 'format' says what
-    reading the file as a viewer shows it took (see read_image). Raises a ZooError naming the file for one that is not read, before the model is built."""
+    reading the file as a viewer shows it took (see read_image). Raises a ZooError naming the file for one that is
+    not read, before the model is built, and for a checkpoint of another network (warm_start.check_fits)."""
     from registry.engine.warm_start import check_fits, resolve_checkpoint
     images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)

@@ -249,8 +249,8 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                                                              plan.epoch(start_step)))
     else:
         say("Training from %s on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
-            "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(), plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
-                           plan.global_batch, plan.peak_lr, plan.schedule))
+            "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(), plan.total_steps,
+                           hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr, plan.schedule))
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), say)
     if cluster:
         log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
@@ -273,6 +273,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     if settings.rank_size > 1:
         input_context = tf.distribute.InputContext(settings.rank_size, settings.rank_id, settings.rank_size)
     seed = hparams.get("seed", -1)
+
     def write_records():   # once training has started: a run that fails to start leaves the model dir as it was
         _write_run_records(model_dir, hparams, data_path, schedule_segments)
 
