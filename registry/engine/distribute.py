@@ -117,7 +117,10 @@ class PeerWatchdog(object):
             if self._process.poll() is None:
                 self._process.kill()
             self._process.wait()
-            self._process.stdin.close()
+            try:   # a message still buffered for a watchdog that has exited cannot be delivered, nor is it needed
+                self._process.stdin.close()
+            except OSError:
+                pass
 
 
 class WatchdogHook(tf1.train.SessionRunHook):
