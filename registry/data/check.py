@@ -240,8 +240,8 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
             label_offset = 1 if label_offset is None else label_offset
         label_range = (label_offset, label_offset + num_classes - 1 if num_classes is not None else 2 ** 62)
     total_problems, seen = 0, collections.Counter()
-    present = [split for split in tfrecord.SPLITS if _has_split(data_path, split)]
-    for split in splits or present or tfrecord.SPLITS:
+    present = splits or [split for split in tfrecord.SPLITS if _has_split(data_path, split)]
+    for split in present or tfrecord.SPLITS:
         try:
             files, note = tfrecord.find_split_files(data_path, split)
         except DataError as err:
@@ -285,7 +285,7 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
                          "--num_classes/--label_offset here and --set num_classes=%d label_offset=%d for training"
                          % (classes, offset))
         log(line)
-    for split in [] if splits else sorted(set(tfrecord.SPLITS) - set(present)) if present else []:
+    for split in [] if splits or not present else sorted(set(tfrecord.SPLITS) - set(present)):
         log("note: %s has no %s split (%s): `zoo-run train` evaluates on it; build it with `zoo-run data build SRC "
             "%s --split %s`" % (data_path, split, tfrecord.split_pattern(split), data_path, split))
     log("%s: %d problem(s)" % (data_path, total_problems))
