@@ -248,3 +248,32 @@ def test_bn_recalibration_averages_the_batch_statistics_and_resumes(tmp_path):
         if "moving" not in name and name != "global_step":
             np.testing.assert_array_equal(after[name], value, err_msg=name)
     assert after["global_step"] == 58
+
+
+def test_bn_recalibration_ends_a_finished_schedule_and_runs_as_a_command(tmp_path, capsys):
+    """`bn_recalibration_epochs` runs after the schedule's last step (not when --max_steps stops the run first), with
+    the evaluations before and after in the records; `zoo-run recalibrate-bn` does another pass on the model dir."""
+    from registry import cli, hparams as hp
+    from registry.data.demo import demo_data_path
+    from registry.engine import results, runner
+    model, model_dir = models.SHUFFLENETV1_G3, str(tmp_path)
+    params = hp.resolve(model, preset="demo", set_args=["batch_size=16", "epochs=0.04", "eval_every_epochs=0",
+                                                        "bn_recalibration_epochs=0.03"])
+    runner.train(model, params, demo_data_path(), model_dir, max_steps=2, skip_eval=True, log=lambda *a: None)
+    assert recalibration.read_record(model_dir) is None          # stopped early: no pass
+    record = runner.train(model, params, demo_data_path(), model_dir, log=lambda *a: None)
+    assert record["global_step"] == 4 + 3                         # 4 steps of schedule, 3 of recalibration
+    summary = results.read_json(model_dir, results.RUN_SUMMARY)["bn_recalibration"]
+    assert summary["before"]["global_step"] == 4 and summary["after"] == record and summary["done"]
+    assert [r["global_step"] for r in results.read_eval_history(model_dir)] == [4, 7]
+    trained, recalibrated = _variables(model_dir + "/model.ckpt-4"), _variables(model_dir + "/model.ckpt-7")
+    moved = [name for name in trained if name != "global_step" and not np.array_equal(trained[name],
+                                                                                         recalibrated[name])]
+    assert moved and all("moving_" in name for name in moved), moved
+
+    assert cli.main(["recalibrate-bn", "shufflenetv1_g3", "--model_dir", model_dir, "--epochs", "0.03"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    again = recalibration.read_record(model_dir)
+    assert (again["start_step"], again["before"]["global_step"], again["after"]["global_step"]) == (7, 7, 10)
+    assert results.read_json(model_dir, results.RUN_SUMMARY)["bn_recalibration"] == again
+    assert results.read_json(model_dir, results.EVAL_RESULTS)["global_step"] == 10

@@ -63,6 +63,19 @@ class _Report(tf1.train.SessionRunHook):
             self._time, self._at = now, step
 
 
+def _carry_over(checkpoint):
+    """Variables of `checkpoint` that the forward graph does not make (the optimiser's slots, a loss scale) as
+    untrainable copies, so that the pass's checkpoints hold them unchanged and training can resume from them."""
+    if not checkpoint:
+        return
+    made = {v.op.name for v in tf1.global_variables()}
+    reader = tf.train.load_checkpoint(checkpoint)
+    dtypes = reader.get_variable_to_dtype_map()
+    for name, shape in sorted(reader.get_variable_to_shape_map().items()):
+        if name not in made:   # the pass builds its graph at the root variable scope
+            tf1.get_variable(name, shape, dtypes[name], tf1.initializers.zeros(), trainable=False)
+
+
 def run_pass(model, hparams, data_path, model_dir, start_step, steps, log=print, hooks=(), seed=None):
     """Runs (or resumes) the pass in the model dir: from its checkpoint at `start_step` (or a later one of the same
     pass) to a checkpoint at start_step + steps, whose moving statistics are the average of the `steps` batch
@@ -90,6 +103,7 @@ def run_pass(model, hparams, data_path, model_dir, start_step, steps, log=print,
                            % (model, len(updates), len(layers)))
         with tf.control_dependencies(updates):
             op = tf1.assign_add(global_step, 1)
+        _carry_over(checkpoints.latest(model_dir, repair=False))
         saver = checkpoints.make_saver(hparams.get("keep_checkpoint_max", 5))
         all_hooks = [trainer.StartHook([iterator.initializer]),
                      _Report(global_step, start_step, steps, int(hparams["batch_size"]), log),

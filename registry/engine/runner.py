@@ -290,9 +290,14 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
                               hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed,
                               on_start=write_records if chief else None)
-    finally:
+    except BaseException:
         if evaluator is not None:
             evaluator.close()
+        raise
+    recalibrate = (chief and not synthetic and hparams.get("bn_recalibration_epochs", 0) > 0
+                   and last_step == plan.total_steps)
+    if evaluator is not None and not recalibrate:
+        evaluator.close()
     elapsed = time.time() - started
     if requests.signum is not None:
         stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
@@ -303,9 +308,13 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
     recalibrated = None
-    if hparams.get("bn_recalibration_epochs", 0) > 0 and not synthetic and last_step == plan.total_steps:
-        recalibrated = _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log,
-                                           requests)
+    if recalibrate:
+        try:
+            recalibrated = _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log,
+                                               requests, evaluator)
+        finally:
+            if evaluator is not None:
+                evaluator.close()
         elapsed = time.time() - started
     final_step = checkpoint_step(checkpoints.latest(model_dir))
     record = records[-1] if records else None
@@ -334,15 +343,17 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     return record
 
 
-def _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log, requests):
+def _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log, requests,
+                         evaluator=None):
     """The last phase of a run that reached the end of its schedule: `bn_recalibration_epochs` of BN recalibration
     (registry.engine.recalibration) from the checkpoint at the schedule's last step, resumed when a run stopped
-    during it. Returns its record; raises Interrupted when a signal stops it."""
+    during it; `evaluator`: the run's own (evaluation.Evaluator), or None. Returns its record; raises Interrupted
+    when a signal stops it."""
     with training_errors(model_dir, data_path, hparams):
         done = recalibration.recalibrate(
             model, stream_hparams(hparams, plan.total_steps), data_path, model_dir, plan.total_steps,
             hparams["bn_recalibration_epochs"], _evaluator_of(model, hparams, data_path, model_dir, log, plan,
-                                                              skip_eval),
+                                                              skip_eval, evaluator),
             before=records[-1] if records and records[-1]["global_step"] == plan.total_steps else None,
             log=log, hooks=[requests.hook()], seed=hparams.get("seed", -1))
     _check_pass_ended(done, requests, model_dir)
@@ -360,12 +371,13 @@ def _check_pass_ended(record, requests, model_dir):
         raise ZooError("BN recalibration ended before its last step; the model dir's latest checkpoint is %s" % latest)
 
 
-def _evaluator_of(model, hparams, data_path, model_dir, log, plan=None, skip_eval=False):
-    """checkpoint -> its eval record (written to the model dir's records), or None when `skip_eval`."""
+def _evaluator_of(model, hparams, data_path, model_dir, log, plan=None, skip_eval=False, evaluator=None):
+    """checkpoint -> its eval record (written to the model dir's records) with `evaluator` (None: one of its own),
+    or None when `skip_eval`."""
     def evaluate_one(checkpoint):
         if skip_eval:
             return None
-        return evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, log=log,
+        return evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, log=log, evaluator=evaluator,
                         replicas=plan.num_replicas if plan else None)
     return evaluate_one
 
@@ -391,11 +403,14 @@ def recalibrate_bn(model, hparams, data_path, model_dir, epochs, log=print):
                 not (recorded and recorded.get("done") and step == recorded["start_step"] + recorded["steps"]):
             log("note: the run in %s is at epoch %.2f of %g; training it further after this pass continues its "
                 "schedule %d steps later" % (model_dir, epoch, hparams["epochs"], steps))
+    evaluated = results.read_json_or_none(model_dir, results.EVAL_RESULTS, log)
+    before = evaluated if evaluated and evaluated.get("global_step") == start_step else None
     with interrupts.StopRequests() as requests, _closing_events():
         with training_errors(model_dir, data_path, hparams):
             record = recalibration.recalibrate(model, hparams, data_path, model_dir, start_step, epochs,
-                                               _evaluator_of(model, hparams, data_path, model_dir, log), log=log,
-                                               hooks=[requests.hook()], seed=hparams.get("seed", -1))
+                                               _evaluator_of(model, hparams, data_path, model_dir, log),
+                                               before=before, log=log, hooks=[requests.hook()],
+                                               seed=hparams.get("seed", -1))
         _check_pass_ended(record, requests, model_dir)
     summary = results.read_json_or_none(model_dir, results.RUN_SUMMARY, log)
     if summary is not None:
