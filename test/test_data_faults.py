@@ -1,0 +1,115 @@
+"""`zoo-run data build` and `data check` on sources and disks as users have them (issue 24): links that lead back
+into the source, the same image under two classes, names that are not UTF-8, a stop signal to a parallel build,
+a full disk."""
+import glob
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from registry.data import builder, check, tfrecord
+from registry.engine import storage
+
+
+def _jpeg(path, seed, size=(24, 20), noise=False):
+    rng = np.random.RandomState(seed)
+    if noise:
+        pixels = rng.randint(0, 256, (size[1], size[0], 3)).astype(np.uint8)
+    else:
+        pixels = np.full((size[1], size[0], 3), rng.randint(0, 256, 3), np.uint8)
+    Image.fromarray(pixels).save(path, "JPEG", quality=95)
+
+
+def _source(root, counts, noise=False, size=(24, 20)):
+    """root/<class>/<class>_<i>.jpg: counts {class: number of images}, each image different."""
+    seed = 0
+    for name, count in sorted(counts.items()):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(count):
+            seed += 1
+            _jpeg(os.path.join(root, name, "%s_%d.jpg" % (name, i)), seed, size, noise)
+    return root
+
+
+def _records(out, split="train"):
+    """[(synset, filename)] of every record of `split` in `out`."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(out, tfrecord.split_pattern(split)))):
+        for raw in tf.compat.v1.io.tf_record_iterator(path):
+            feature = tf.train.Example.FromString(raw).features.feature
+            found.append((feature["image/class/synset"].bytes_list.value[0].decode(),
+                          feature["image/filename"].bytes_list.value[0].decode()))
+    return sorted(found)
+
+
+# --- 1: links under SRC, identical images under two classes --------------------------------------------------------
+
+def test_1_links_back_into_src_are_named_and_every_file_is_written_once_for_its_class(tmp_path):
+    src = _source(str(tmp_path / "src"), {"apple": 2, "banana": 3, "cherry": 1})
+    outside = tmp_path / "more_cherries"
+    outside.mkdir()
+    _jpeg(str(outside / "far.jpg"), 99)
+    os.symlink("..", os.path.join(src, "cherry", "loop"))                           # back to SRC
+    os.symlink(os.path.join(src, "banana"), os.path.join(src, "cherry", "bananas"))  # into another class
+    os.symlink(".", os.path.join(src, "apple", "self"))                              # a loop in its own class
+    os.symlink(str(outside), os.path.join(src, "cherry", "far"))                     # out of SRC: followed
+    os.symlink(str(outside), os.path.join(src, "cherry", "zz_far_again"))            # the same, a second time
+    os.symlink(os.path.join(src, "banana", "banana_0.jpg"), os.path.join(src, "apple", "a_banana.jpg"))
+    out = str(tmp_path / "out")
+    stream = io.StringIO()
+    result = builder.build(src, out, "train", num_shards=2, workers=1, stream=stream)
+    assert _records(out) == [("apple", "apple_0.jpg"), ("apple", "apple_1.jpg"), ("banana", "banana_0.jpg"),
+                             ("banana", "banana_1.jpg"), ("banana", "banana_2.jpg"), ("cherry", "cherry_0.jpg"),
+                             ("cherry", "far.jpg")]
+    links = dict((os.path.relpath(p, src), reason) for p, reason in result.links)
+    assert links == {
+        "cherry/loop": "it leads back to SRC or above it (a loop): not followed",
+        "cherry/bananas": "it leads into the folder of class banana: those files are listed once, for banana: "
+                          "not followed",
+        "apple/self": "it leads into its own class folder (a loop, or a second name for files listed where they "
+                      "are): not followed",
+        "cherry/far": "a link out of SRC, followed: its files are listed for class cherry",
+        "cherry/zz_far_again": "it leads to files listed already through another link (%s): not followed" % outside,
+        "apple/a_banana.jpg": "it leads into the folder of class banana: those files are listed once, for banana: "
+                              "not followed"}
+    printed = stream.getvalue()
+    assert "note: link %s/cherry/loop -> %s: it leads back to SRC or above it (a loop): not followed" % (
+        src, os.path.realpath(src)) in printed
+    with open(result.report_path) as f:
+        report = f.read()
+    assert "files under the source: 7 = 7 written + 0 skipped + 0 ignored" in report
+    assert "links under the source: 6 (5 not followed)" in report
+    assert "  %s/cherry/loop -> %s: it leads back to SRC" % (src, os.path.realpath(src)) in report
+
+
+def test_1_identical_bytes_under_two_classes_are_a_note_of_build_and_check(tmp_path, capsys):
+    src = _source(str(tmp_path / "src"), {"cat": 2, "dog": 2})
+    shutil.copyfile(os.path.join(src, "cat", "cat_1.jpg"), os.path.join(src, "dog", "copy.jpg"))
+    out = str(tmp_path / "out")
+    stream = io.StringIO()
+    result = builder.build(src, out, "train", num_shards=2, workers=1, stream=stream)
+    assert result.written == 5
+    pair = [("cat", os.path.join(src, "cat", "cat_1.jpg")), ("dog", os.path.join(src, "dog", "copy.jpg"))]
+    assert result.duplicates == [pair]
+    assert ("note: 1 image(s) have identical bytes under different classes (each is written as it is, with its "
+            "folder's class; remove the wrong copies if that is not meant):\n  class cat: %s, class dog: %s\n"
+            % (pair[0][1], pair[1][1])) in stream.getvalue()
+    with open(result.report_path) as f:
+        assert "identical images under different classes (a note: the same bytes carry two labels): 1\n" in f.read()
+
+    assert check.check(out) == 0                    # a note, not a problem
+    printed = capsys.readouterr().out
+    match = re.search(r"note: 1 image\(s\) have identical bytes under different labels.*\n  (.*)\n", printed)
+    assert match, printed
+    assert re.fullmatch(r"label 1 \(record \d of %s/train-0000\d-of-00002, image/filename cat_1\.jpg\), label 2 "
+                        r"\(record \d of %s/train-0000\d-of-00002, image/filename copy\.jpg\)"
+                        % (re.escape(out), re.escape(out)), match.group(1)), match.group(1)
