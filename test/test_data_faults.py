@@ -113,3 +113,26 @@ def test_1_identical_bytes_under_two_classes_are_a_note_of_build_and_check(tmp_p
     assert re.fullmatch(r"label 1 \(record \d of %s/train-0000\d-of-00002, image/filename cat_1\.jpg\), label 2 "
                         r"\(record \d of %s/train-0000\d-of-00002, image/filename copy\.jpg\)"
                         % (re.escape(out), re.escape(out)), match.group(1)), match.group(1)
+
+
+# --- 3: names that are not UTF-8 --------------------------------------------------------------------------------
+
+def test_3_file_and_class_names_that_are_not_utf8_are_written_with_escaped_names(tmp_path):
+    src = _source(str(tmp_path / "src"), {"plain": 2})
+    odd_class = os.path.join(os.fsencode(src), b"b\xe4r")                    # Latin-1 names, as old archives have
+    os.makedirs(odd_class)
+    _jpeg(os.fsdecode(os.path.join(odd_class, b"caf\xe9.jpg")), 7)
+    _jpeg(os.fsdecode(os.path.join(os.fsencode(src), b"plain", b"na\xefve.jpg")), 8)
+    with open(os.path.join(odd_class, b"broken \xff.jpg"), "wb") as f:
+        f.write(b"not a jpeg")
+    out = str(tmp_path / "out")
+    stream = io.StringIO()
+    result = builder.build(src, out, "train", num_shards=2, workers=1, stream=stream)
+    assert result.written == 4 and result.labels == {"b\\xe4r": 1, "plain": 2}
+    assert _records(out) == [("b\\xe4r", "caf\\xe9.jpg"), ("plain", "na\\xefve.jpg"), ("plain", "plain_0.jpg"),
+                             ("plain", "plain_1.jpg")]
+    assert [path for path, _ in result.skipped] == [os.path.join(src, "b\\xe4r", "broken \\xff.jpg")]
+    assert tfrecord.read_labels_file(out) == {1: "b\\xe4r", 2: "plain"}
+    with open(result.report_path, encoding="utf-8") as f:
+        assert "  %s/b\\xe4r/broken \\xff.jpg: " % src in f.read()
+    assert "  skipped %s/b\\xe4r/broken \\xff.jpg: " % src in stream.getvalue()
