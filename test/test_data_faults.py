@@ -136,3 +136,34 @@ def test_3_file_and_class_names_that_are_not_utf8_are_written_with_escaped_names
     with open(result.report_path, encoding="utf-8") as f:
         assert "  %s/b\\xe4r/broken \\xff.jpg: " % src in f.read()
     assert "  skipped %s/b\\xe4r/broken \\xff.jpg: " % src in stream.getvalue()
+
+
+# --- 4: a full disk ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("checked", [True, False], ids=["space checked first", "the write itself fails"])
+def test_4_a_full_disk_is_a_clear_error_naming_the_space_needed_and_the_rerun_resumes(tmp_path, monkeypatch, checked):
+    """A 3 MB file system holds the first of three 1.1 MB shards, not the second with the 1 MB margin (or, without
+    that check, two, not the third)."""
+    from test_run_faults import _mounted
+    src = _source(str(tmp_path / "src"), {"a": 30, "b": 30}, noise=True, size=(216, 216))
+    shards = 3
+    if not checked:
+        monkeypatch.setattr(storage, "check_space", lambda *args, **kwargs: None)
+    with _mounted("-t", "tmpfs", "-o", "size=3m", "tmpfs", target=str(tmp_path / "small")) as small:
+        out = os.path.join(small, "out")
+        with pytest.raises(storage.StorageError) as err:
+            builder.build(src, out, "train", num_shards=shards, workers=1, stream=io.StringIO())
+        message = str(err.value)
+        match = re.match(r"no space left in %s for train shard train-0000(\d)-of-0000%d\. It needs about ([\d.]+) MB; "
+                         r"([\d.]+) (MB|KB|bytes) are free\. Free space on that disk, or build into an OUT directory "
+                         r"on a larger disk; then rerun the same command: the complete train shards in %s are kept "
+                         r"and the build resumes\.$" % (re.escape(out), shards, re.escape(out)), message)
+        assert match, message
+        assert [n for n in os.listdir(out) if "tmp" in n] == []
+        complete = glob.glob(os.path.join(out, "train-*"))
+        assert len(complete) == int(match.group(1)) == (1 if checked else 2)
+        subprocess.run(["mount", "-o", "remount,size=16m", small], check=True)
+        stream = io.StringIO()
+        result = builder.build(src, out, "train", num_shards=shards, workers=1, stream=stream)
+        assert "train: %d of %d shards already complete (earlier run)" % (len(complete), shards) in stream.getvalue()
+        assert result.written == 60 and len(_records(out)) == 60

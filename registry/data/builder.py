@@ -37,7 +37,8 @@ import traceback
 from registry import native_stderr, paths
 from registry.data import images, tfrecord
 from registry.data import walk as walk_module
-from registry.errors import DataError
+from registry.engine import storage
+from registry.errors import DataError, ZooError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
                     ".heif", ".avif")
@@ -306,12 +307,49 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def _advice(out, split):
+    """What to do when OUT is full or not writable: the complete shards stay, a rerun resumes."""
+    return ("Free space on that disk, or build into an OUT directory on a larger disk; then rerun the same command: "
+            "the complete %s shards in %s are kept and the build resumes." % (split, out))
+
+
+def _shard_bytes(entries):
+    """About the bytes a shard of `entries` takes: their files' sizes (a JPEG is stored as it is; a re-encoded
+    image is a JPEG of quality JPEG_QUALITY, seldom larger than its source) and 1 KB of features each."""
+    total = 0
+    for entry in entries:
+        try:
+            total += os.path.getsize(entry.path) + 1024
+        except OSError:
+            pass
+    return total
+
+
 def write_shard(checker, out, split, index, num_shards, entries, labels, texts, report):
-    """Writes one complete shard (temp name, then atomic rename); returns its stats dict."""
+    """Writes one complete shard (temp name, then atomic rename); returns its stats dict. Raises a StorageError
+    (naming OUT and the space needed) when OUT has no room for it, before writing or when a write fails; the
+    temporary file is removed whenever the shard is not complete (an error, a signal)."""
     import tensorflow as tf
     name = tfrecord.shard_name(split, index, num_shards)
-    final = os.path.join(out, name)
+    needed = _shard_bytes(entries)
+    storage.check_space(out, needed, "%s shard %s" % (split, name), advice=_advice(out, split))
     tmp = os.path.join(out, ".%s.tmp-%d" % (name, os.getpid()))
+    try:
+        stats = _write_records(checker, tmp, index, entries, labels, texts, report)
+        _write_json(_stats_path(out, split, index), stats)
+        os.replace(tmp, os.path.join(out, name))
+    except BaseException as err:
+        storage.remove(tmp)
+        number = storage.error_number(err) if isinstance(err, (OSError, tf.errors.OpError)) else None
+        if number is None:
+            raise
+        raise storage.storage_error(number, out, "%s shard %s" % (split, name), needed, advice=_advice(out, split))
+    return stats
+
+
+def _write_records(checker, tmp, index, entries, labels, texts, report):
+    """Writes the records of `entries` to the file `tmp`; returns the shard's stats dict."""
+    import tensorflow as tf
     stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}, "colour_converted": {},
              "digests": []}
     pending = 0
@@ -341,9 +379,8 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
             if time.time() - last > 0.5:
                 report(("progress", pending))
                 pending, last = 0, time.time()
+        writer.flush()
     report(("progress", pending))
-    _write_json(_stats_path(out, split, index), stats)
-    os.replace(tmp, final)
     return stats
 
 
@@ -357,14 +394,31 @@ def _worker(jobs, out, split, num_shards, labels, texts, threads, report, max_pi
         checker.close()
 
 
-def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels):
+class _Orphaned(BaseException):
+    """The builder process that started this worker is gone."""
+
+
+def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels, parent):
+    """A worker of a parallel build: converts its shards, reporting to `queue`; stops (its partial shard removed)
+    as soon as its parent `parent` (a pid) is gone, whatever ended it (even SIGKILL)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from registry import tf_import
     tf_import.import_tensorflow()   # a spawned process: without TF 2.21's start-up notes
+
+    def report(message):
+        if os.getppid() != parent:
+            raise _Orphaned()
+        queue.put(message)
+
     try:
         entries = [(index, [Entry(*e) for e in shard]) for index, shard in jobs]
-        _worker(entries, out, split, num_shards, labels, texts, 1, queue.put, max_pixels)
+        _worker(entries, out, split, num_shards, labels, texts, 1, report, max_pixels)
         queue.put(("done",))
+    except _Orphaned:
+        queue.cancel_join_thread()
+        os._exit(1)
+    except ZooError as err:                                    # a full disk: the parent prints the message
+        queue.put(("failed", err))
     except BaseException:
         queue.put(("error", traceback.format_exc()))
 
@@ -504,9 +558,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     _write_json(os.path.join(_state_dir(out, split), "manifest.json"), manifest)
     if not tfrecord.read_labels_file(out):
         tfrecord.write_labels_file(out, {v: k for k, v in labels.items()})
-    for name in os.listdir(out):                               # leftovers of a killed run
-        if name.startswith(".%s-" % split) and ".tmp-" in name:
-            os.remove(os.path.join(out, name))
+    _remove_partial_shards(out, split)                         # leftovers of a killed run
 
     todo = [(i, plan[i]) for i in range(num_shards) if i not in set(done)]
     total = sum(len(s) for _, s in todo)
@@ -516,33 +568,55 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     progress = Progress(split, total, len(todo), stream)
     workers = max(1, min(workers, len(todo)))
     if todo:
-        if workers == 1:
-            def report(msg):
-                if msg[0] == "progress":
-                    progress.update(images=msg[1])
-                elif msg[0] == "shard":
-                    progress.update(shards=1)
-            _worker(todo, out, split, num_shards, labels, texts, None, report, max_pixels)
-        else:
-            _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
+        _convert(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
         progress.update(force=True)
 
     return _finish(out, split, num_shards, labels, len(done), listing, stream)
 
 
+def _convert(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels):
+    """Writes the shards `todo` [(index, entries)], in this process or `workers` processes. SIGINT and SIGTERM stop
+    it (and the workers) with an Interrupted that says how to resume; a partial shard is removed."""
+    from registry.engine import interrupts
+
+    def report(msg):
+        if msg[0] == "progress":
+            progress.update(images=msg[1])
+        elif msg[0] == "shard":
+            progress.update(shards=1)
+
+    try:
+        with interrupts.StopRequests():
+            if workers == 1:
+                _worker(todo, out, split, num_shards, labels, texts, None, report, max_pixels)
+            else:
+                _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
+    except (interrupts.Interrupted, KeyboardInterrupt) as err:
+        import signal
+        signum = getattr(err, "signum", signal.SIGINT)
+        complete = sum(os.path.isfile(os.path.join(out, tfrecord.shard_name(split, i, num_shards)))
+                       for i in range(num_shards))
+        raise interrupts.Interrupted(signum, "stopped by %s with %d of %d %s shards complete in %s; rerun the same "
+                                             "command to resume" % (interrupts.signal_name(signum), complete,
+                                                                    num_shards, split, out))
+
+
 def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels):
+    """Converts `todo` in `workers` spawned processes. They stop with this one: when it stops (an error, a signal
+    raised here as an exception) it ends them and removes their partial shards; when it is killed outright they
+    notice it at their next report (within a second) and stop by themselves."""
     import queue as queue_module
     ctx = multiprocessing.get_context("spawn")                 # TensorFlow is not fork-safe
     results = ctx.Queue()
     procs = []
-    for w in range(workers):
-        jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
-        p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results,
-                                                      max_pixels), daemon=True)
-        p.start()
-        procs.append(p)
-    running = len(procs)
+    running = workers
     try:
+        for w in range(workers):
+            jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
+            p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results,
+                                                          max_pixels, os.getpid()), daemon=True)
+            p.start()
+            procs.append(p)
         while running:
             try:
                 msg = results.get(timeout=1.0)
@@ -558,13 +632,28 @@ def _run_processes(todo, out, split, num_shards, labels, texts, workers, progres
                 progress.update(shards=1)
             elif msg[0] == "done":
                 running -= 1
+            elif msg[0] == "failed":
+                raise msg[1]
             elif msg[0] == "error":
                 raise RuntimeError("builder worker failed:\n%s" % msg[1])
     finally:
         for p in procs:
             if p.is_alive() and running:
                 p.terminate()
-            p.join()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():                                   # stuck in native code: SIGTERM did not end it
+                p.kill()
+                p.join(10)
+        if running:
+            _remove_partial_shards(out, split)
+
+
+def _remove_partial_shards(out, split):
+    """Removes the temporary files of `split`'s shards in OUT (of a stopped or killed build)."""
+    for name in os.listdir(out):
+        if name.startswith(".%s-" % split) and ".tmp-" in name:
+            storage.remove(os.path.join(out, name))
 
 
 def _by_extension(counted):
