@@ -167,3 +167,80 @@ def test_4_a_full_disk_is_a_clear_error_naming_the_space_needed_and_the_rerun_re
         result = builder.build(src, out, "train", num_shards=shards, workers=1, stream=stream)
         assert "train: %d of %d shards already complete (earlier run)" % (len(complete), shards) in stream.getvalue()
         assert result.written == 60 and len(_records(out)) == 60
+
+
+# --- 2: a stop signal to a parallel build -----------------------------------------------------------------------
+
+def _children(pid):
+    """Pids of the child processes of `pid` (Linux /proc)."""
+    found = []
+    for task in glob.glob("/proc/%d/task/*/children" % pid):
+        try:
+            with open(task) as f:
+                found += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"     # a zombie has ended
+    except OSError:
+        return False
+
+
+def _start_and_stop(command, out, signum, shards):
+    """Starts `command`, sends `signum` to it once its first shard is complete; returns (exit status, stderr,
+    shards complete when it exited, its child pids seen)."""
+    with open(os.path.join(out + ".stderr"), "w+") as stderr:   # not a pipe: an orphan would hold it open
+        build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, universal_newlines=True)
+        children, deadline = set(), time.time() + 240
+        while not glob.glob(os.path.join(out, "train-*")):
+            children.update(_children(build.pid))
+            assert build.poll() is None and time.time() < deadline, "the build ended or wrote no shard in 240 s"
+            time.sleep(0.02)
+        children.update(_children(build.pid))
+        build.send_signal(signum)
+        try:
+            build.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            build.kill()
+            raise AssertionError("the build did not stop within 60 s of %s" % signum)
+        complete = len(glob.glob(os.path.join(out, "train-*")))
+        deadline = time.time() + 20
+        while any(_alive(pid) for pid in children) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)], "worker processes outlived the build by 20 s"
+        after = len(glob.glob(os.path.join(out, "train-*")))
+        assert after == complete, "its workers converted on after the build exited: %d -> %d shards" % (complete,
+                                                                                                          after)
+        assert complete < shards, "the build finished before the signal reached it: give it more work"
+        stderr.seek(0)
+        return build.returncode, stderr.read(), complete, children
+
+
+def test_2_a_signal_to_a_parallel_build_stops_its_workers_and_the_rerun_resumes(tmp_path, zoo_run):
+    """SIGTERM to the parent: it stops its workers and exits 143 with a resume line; SIGKILL to the parent: its
+    workers notice and stop by themselves. Nothing converts on, no partial shard stays, the rerun completes."""
+    shards = 60
+    src = _source(str(tmp_path / "src"), {"a": 60, "b": 60}, size=(1600, 1200))   # TF decodes each in ~15 ms
+    out = str(tmp_path / "out")
+    command = [zoo_run, "data", "build", src, out, "--split", "train", "--workers", "2", "--shards", str(shards)]
+    status, err, complete, children = _start_and_stop(command, out, signal.SIGTERM, shards)
+    assert status == 143 and len(children) >= 2, (status, err)
+    assert err.strip().splitlines()[-1] == (
+        "zoo-run data build: stopped by SIGTERM with %d of %d train shards complete in %s; rerun the same command "
+        "to resume" % (complete, shards, out))
+    assert [n for n in os.listdir(out) if ".tmp" in n] == []
+
+    status, _, complete, _ = _start_and_stop(command, out, signal.SIGKILL, shards)
+    assert status == -signal.SIGKILL
+
+    one_process = command[:-4] + ["--workers", "1"] + command[-2:]   # the same build (one TF import fewer)
+    done = subprocess.run(one_process, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "train: %d of %d shards already complete (earlier run)" % (complete, shards) in done.stdout
+    assert len(_records(out)) == 120
