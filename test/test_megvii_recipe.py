@@ -4,7 +4,6 @@ torchvision's ColorJitter semantics, and BN recalibration on a small model."""
 import io
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -89,12 +88,12 @@ def _bilinear(image, out_h, out_w):
     return np.clip(np.floor(out + 0.5), 0, 255)
 
 
-@pytest.mark.parametrize("convention", ["megvii"])
-def test_aspect_eval_matches_opencv_resize_and_center_crop(convention):
+def test_aspect_eval_matches_opencv_resize_and_center_crop():
     """eval_resize=aspect (the import-weights convention): the long side is int(256 / short * long + 0.5), the crop
     offsets int(round((side - 224) / 2)) (round half to even), and the BGR 0..255 crop is within a mean of 0.3 and
     a max of 2 of Megvii's input computed with a numpy bilinear resize of Pillow's pixels."""
     shapes = [(257, 300), (300, 257), (225, 999), (383, 511), (256, 256), (229, 230), (480, 361)]
+    convention = "megvii"
     with tf.Graph().as_default():
         shape = tf1.placeholder(tf.int32, [2])
         sizes = transforms.short_side_size(shape, 256, convention)
@@ -169,7 +168,7 @@ def test_color_jitter_has_torchvisions_semantics():
     assert max(np.abs(d[2] - picture).max() for d in draws) > 20
 
 
-def test_train_transform_jitters_after_the_resize_and_before_normalisation(tmp_path):
+def test_train_transform_jitters_after_the_resize_and_before_normalisation():
     """The plugin's train_image with color_jitter s is the jitter of its image at s = 0 (same crop and flip)."""
     jpeg = _photo(80, 90, 3)
     base = _hparams(image_size=48, input_normalization="none", train_dct_method="INTEGER_ACCURATE")
