@@ -33,7 +33,7 @@ def test_tf_config_parsing():
         environment.cluster_from_env({"TF_CONFIG": "{not json"})
     with pytest.raises(ZooError, match="outside the 2 workers"):
         environment.cluster_from_env({"TF_CONFIG": environment.make_tf_config(["a:1", "b:2"], 2)})
-    with pytest.raises(ZooError, match="only 'worker' tasks"):
+    with pytest.raises(ZooError, match="parameter servers .'ps'.: this runner trains with all-reduce"):
         environment.cluster_from_env({"TF_CONFIG": json.dumps(
             {"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}})})
     assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4"]) == \
@@ -149,3 +149,48 @@ def test_two_processes_with_the_same_index_are_told_so(tmp_path, zoo_run):
     assert ("worker 0 cannot listen on %s: a gRPC server already does, most likely another worker started with the "
             "same TF_CONFIG index 0. Each worker of the cluster needs its own index (0..1" % peers[0]) in out.stdout
     assert "Traceback" not in out.stdout
+
+
+def _srun_variables(index, nodes="node[006,011-012]", tasks=3, **extra):
+    env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": str(index), "SLURM_NODEID": str(index),
+           "SLURM_NTASKS": str(tasks), "SLURM_STEP_NUM_TASKS": str(tasks), "SLURM_STEP_NODELIST": nodes,
+           "SLURM_JOB_NODELIST": nodes, "SLURM_STEP_TASKS_PER_NODE": "1(x%d)" % tasks}
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def test_slurm_and_kubeflow_layouts_make_the_cluster():
+    from registry.engine import cluster
+    port = 20000 + (10 * 77 + 3) % 10000
+    made = environment.read("cpu", "train", _srun_variables(2))
+    assert made.cluster == cluster.Cluster(["node006:%d" % port, "node011:%d" % port, "node012:%d" % port], 2)
+    assert "Slurm job 77 step 3: task 2 of 3" in made.notes[0]
+    assert cluster.from_slurm(_srun_variables(1), port=3000).workers[1] == "node011:3000"   # --port
+    assert cluster.from_slurm(_srun_variables(0, "node1", 1)) is None   # one task trains alone
+    assert cluster.from_slurm({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "1"}) is None   # a batch script of one task
+    with pytest.raises(ZooError, match=r"batch script of a Slurm job of 2 tasks, not a task started by srun"):
+        cluster.from_slurm({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"})
+    with pytest.raises(ZooError, match=r"SLURM_PROCID, SLURM_STEP_NODELIST or SLURM_JOB_NODELIST or SLURM_NODELIST "
+                                       r"not set.*srun --ntasks-per-node=1 zoo-run train"):
+        cluster.from_slurm(_srun_variables(0, SLURM_PROCID=None, SLURM_STEP_NODELIST=None, SLURM_JOB_NODELIST=None))
+    with pytest.raises(ZooError, match="SLURM_JOB_ID .or give --port."):
+        cluster.from_slurm(_srun_variables(0, SLURM_JOB_ID=None))
+    with pytest.raises(ZooError, match=r"runs 4 tasks on 2 nodes .*one task per node"):
+        cluster.from_slurm(_srun_variables(0, "node[1-2]", 4, SLURM_STEP_TASKS_PER_NODE="2(x2)"))
+    with pytest.raises(ZooError, match="SLURM_STEP_NODELIST='node\\[1-' is not a hostlist"):
+        cluster.from_slurm(_srun_variables(0, "node[1-"))
+    assert environment.read("cpu", "eval", _srun_variables(0)).cluster is None   # eval runs alone, with a note
+    tf_config = json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}})
+    assert "Slurm variables ignored: TF_CONFIG is set" in environment.read(
+        "cpu", "train", dict(_srun_variables(0), TF_CONFIG=tf_config)).notes[-1]
+
+    layout = {"chief": ["c:1"], "worker": ["w0:1", "w1:1"], "evaluator": ["e:1"]}
+    config = lambda kind, index=0: {"TF_CONFIG": json.dumps({"cluster": layout, "task": {"type": kind, "index": index}})}
+    assert environment.cluster_from_env(config("chief")) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 0)
+    assert environment.cluster_from_env(config("worker", 1)) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 2)
+    evaluator = environment.read("cpu", "train", config("evaluator"))
+    assert (evaluator.cluster, evaluator.evaluator) == (None, cluster.EvaluatorTask(["c:1", "w0:1", "w1:1"]))
+    with pytest.raises(ZooError, match="at most one chief task"):
+        cluster.from_tf_config(json.dumps({"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief"}}))
+    with pytest.raises(ZooError, match="task types chief/worker/evaluator; got 'master'"):
+        cluster.from_tf_config(json.dumps({"cluster": {"master": ["a:1"]}, "task": {"type": "master"}}))

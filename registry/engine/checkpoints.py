@@ -124,7 +124,7 @@ class CheckpointHook(tf1.train.SessionRunHook):
     """Writes a checkpoint into `directory` when the session starts from no checkpoint (see `save_at_start`), every
     `every_steps` steps, at each step of `at_steps` (e.g. the evaluation steps) and at the end.
 
-    After a save at a step of `at_steps`, calls `after_save(step, checkpoint prefix)` (e.g. an evaluation):
+    After a save at a step of `at_steps`, calls `after_save(step, checkpoint prefix, session)` (e.g. an evaluation):
     synchronously, before the next step, so checkpoint retention (`keep_checkpoint_max`) can never delete a
     checkpoint while it is evaluated. Steps are read from the session after each run, so a run that advances several
     steps (NPU loop sinking) still triggers every due save once. Under a multi-worker strategy every worker must
@@ -169,7 +169,7 @@ class CheckpointHook(tf1.train.SessionRunHook):
             self._next_every = (step // self._every + 1) * self._every
             self._at_steps = [s for s in self._at_steps if s > step]
             if due_at and self._after_save:
-                self._after_save(step, self._last_path)
+                self._after_save(step, self._last_path, run_context.session)
 
     def end(self, session):
         step = int(session.run(self._global_step))

@@ -12,6 +12,9 @@ cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
 
+or a Kubeflow TFJob's chief/worker layout, or Slurm's srun variables (registry.engine.cluster makes each one list
+of workers, the chief first).
+
 Failures that TensorFlow itself turns into hangs, aborts or vague errors are checked here instead: this task's
 port already in use (checked before the gRPC server starts; when what holds it is another worker's gRPC server,
 the error names the TF_CONFIG index given twice), a peer that never comes up and a peer that dies during the
@@ -30,6 +33,7 @@ import tensorflow as tf
 
 from registry import tf_compat
 from registry.engine import devices, results
+from registry.engine.cluster import make_tf_config
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -183,6 +187,9 @@ def run_worker(cluster, model_dir, startup_timeout, train, resume_command="the s
     watchdog = PeerWatchdog(cluster, startup_timeout, model_dir, resume_command).start()
     hooks = [WatchdogHook(watchdog), WeightsFingerprintHook(model_dir, cluster.index)]
     try:
+        # The strategy reads TF_CONFIG itself (TF 2.x): give it the training workers only, whatever the cluster's
+        # source (a TFJob's chief/evaluator layout, Slurm's variables) - registry.engine.cluster made them one list.
+        os.environ["TF_CONFIG"] = make_tf_config(cluster.workers, cluster.index)
         strategy = tf_compat.multi_worker_strategy()
         return distribute_coordinator.run_distribute_coordinator(
             lambda configured: train(configured, None, hooks=hooks), strategy,

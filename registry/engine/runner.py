@@ -112,9 +112,10 @@ def stream_hparams(hparams, start_step):
 
 
 def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=None, log=print, history=True,
-             settings=None, replicas=None):
+             settings=None, replicas=None, records_dir=None, recorded_checkpoint=None):
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records and TensorBoard
-    events (`<model_dir>/eval`). `evaluator`: a training run's own (evaluation.Evaluator), else one is built.
+    events (`<model_dir>/eval`), or to `records_dir`'s. `evaluator`: a training run's own (evaluation.Evaluator),
+    else one is built. `recorded_checkpoint`: the name the record gives `checkpoint` (of which it is a copy).
 
     The checkpoint's epoch is the one its training recorded (`segments.epoch_of`); without a record it is
     computed from `hparams` and `replicas` (default: the device settings' rank size)."""
@@ -138,13 +139,14 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     if epoch is None:
         epoch = schedule.Plan(hparams, replicas).epoch(step)
     record = {"global_step": step, "epoch": round(epoch, 4), "top1": metrics["top1"], "top5": metrics["top5"],
-              "loss": metrics["loss"], "num_images": metrics["num_images"], "checkpoint": checkpoint,
+              "loss": metrics["loss"], "num_images": metrics["num_images"],
+              "checkpoint": recorded_checkpoint or checkpoint,
               "eval_images_per_sec": metrics["num_images"] / max(metrics["seconds"], 1e-9), "time": time.time()}
     train_log = results.read_train_log(model_dir)
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
-    results.write_eval_result(model_dir, record, history=history)
-    events.writer(os.path.join(model_dir, events.EVAL_DIR)).scalars(step, {
+    results.write_eval_result(records_dir or model_dir, record, history=history)
+    events.writer(os.path.join(records_dir or model_dir, events.EVAL_DIR)).scalars(step, {
         "top1": record["top1"], "top5": record["top5"], "loss": record["loss"],
         "images_per_sec": record["eval_images_per_sec"]})
     log("eval  step %d (epoch %.2f): top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
@@ -265,9 +267,16 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                                                                settings)
     evaluator, records = None, []
 
-    def evaluate_checkpoint(step, checkpoint):
-        records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=evaluator,
-                                log=log, replicas=plan.num_replicas))
+    def evaluate_checkpoint(step, checkpoint, all_reduce=None):
+        # On a cluster every worker evaluates its share of the eval split with its own copy of the weights, and the
+        # sums are all-reduced (evaluation.SharedEvaluation); the chief writes the record.
+        shared = evaluation.SharedEvaluation(evaluator, all_reduce) if all_reduce else evaluator
+        if chief:
+            records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=shared,
+                                    log=log, replicas=plan.num_replicas))
+        else:
+            with data_errors(data_path, "validation", hparams):
+                shared(checkpoint)
 
     input_context = None   # NPU ranks: this rank's shard of the files, as tf.distribute gives its workers
     if settings.rank_size > 1:
@@ -279,9 +288,11 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
 
     started = time.time()
     try:
-        if chief and targets:
+        if targets and (chief or cluster):
+            share = tf.distribute.InputContext(len(cluster.workers), cluster.index, 1) if cluster else None
             with data_errors(data_path, "validation", hparams):
-                evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir))
+                evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir),
+                                                 input_context=share)
         with training_errors(model_dir, None if synthetic else data_path, hparams):
             if to_train:
                 trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings,
@@ -289,7 +300,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
                               hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed,
-                              on_start=write_records if chief else None)
+                              on_start=write_records if chief else None, every_worker_evaluates=bool(cluster))
     finally:
         if evaluator is not None:
             evaluator.close()
