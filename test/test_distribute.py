@@ -184,12 +184,14 @@ def test_slurm_and_kubeflow_layouts_make_the_cluster():
     assert "Slurm variables ignored: TF_CONFIG is set" in environment.read(
         "cpu", "train", dict(_srun_variables(0), TF_CONFIG=tf_config)).notes[-1]
 
-    layout = {"chief": ["c:1"], "worker": ["w0:1", "w1:1"], "evaluator": ["e:1"]}
+    layout = {"chief": ["c:1"], "worker": ["w0:1", "w1:1"]}   # TFJob leaves the evaluator out of the cluster
     config = lambda kind, index=0: {"TF_CONFIG": json.dumps({"cluster": layout, "task": {"type": kind, "index": index}})}
     assert environment.cluster_from_env(config("chief")) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 0)
     assert environment.cluster_from_env(config("worker", 1)) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 2)
     evaluator = environment.read("cpu", "train", config("evaluator"))
     assert (evaluator.cluster, evaluator.evaluator) == (None, cluster.EvaluatorTask(["c:1", "w0:1", "w1:1"]))
+    with_evaluator = json.dumps({"cluster": dict(layout, evaluator=["e:1"]), "task": {"type": "evaluator"}})
+    assert cluster.from_tf_config(with_evaluator) == cluster.EvaluatorTask(["c:1", "w0:1", "w1:1"])
     with pytest.raises(ZooError, match="at most one chief task"):
         cluster.from_tf_config(json.dumps({"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief"}}))
     with pytest.raises(ZooError, match="task types chief/worker/evaluator; got 'master'"):

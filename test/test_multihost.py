@@ -1,6 +1,8 @@
 """Multi-host data parallel training as hosts really are: two network namespaces joined by a veth pair, one
 worker in each, TF_CONFIG naming their own addresses (MultiWorkerMirroredStrategy, ring all-reduce over the
-link), the model dir on storage both read. Two scenarios per lane: training in sync, and a worker that dies."""
+link), the model dir on storage both read. Scenarios per lane: training in sync, a worker that dies, and the
+cluster schedulers' layouts (Slurm's srun variables; a Kubeflow TFJob's chief, worker and evaluator) with evaluation
+on every worker, all in one pair of hosts."""
 import json
 import os
 import re
@@ -220,7 +222,7 @@ def test_clusters_slurm_and_a_tfjob_with_an_evaluator_and_evaluation_on_every_wo
         assert _history(slurm_dir)[4]["num_images"] == 359
 
         tfjob_dir = tmp_path / "tfjob"
-        cluster = {"chief": ["node006:2222"], "worker": ["node011:2222"], "evaluator": ["node006:2223"]}
+        cluster = {"chief": ["node006:2222"], "worker": ["node011:2222"]}   # as TFJob writes it: no evaluator
         tasks = [("chief", hosts[0]), ("worker", hosts[1]), ("evaluator", hosts[0])]
         started, outputs = [], []
         for kind, host in tasks:

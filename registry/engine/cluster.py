@@ -7,7 +7,8 @@ TF_CONFIG task types (Kubeflow TFJob replica types):
 
     chief       one of the training replicas and the one that writes the checkpoints and records: worker 0
     worker      the other training replicas, after the chief: worker i is index i + 1 with a chief, else i
-    evaluator   joins no collective; evaluates each checkpoint of the model dir (registry.engine.evaluator)
+    evaluator   joins no collective; evaluates each checkpoint of the model dir (registry.engine.evaluator_task);
+                TFJob leaves it out of the cluster it writes (it is not part of the training cluster)
     ps          parameter servers: not supported (this runner all-reduces), a clear error
 
 Slurm (`srun zoo-run train ...`, one task per node): the nodes come from SLURM_STEP_NODELIST (else
@@ -35,8 +36,8 @@ TASKS_PER_NODE_VARIABLES = ("SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE")
 STEP_VARIABLES = ("SLURM_STEP_ID", "SLURM_STEPID")
 JOB_VARIABLES = ("SLURM_JOB_ID", "SLURM_JOBID")
 SLURM_SIGNS = JOB_VARIABLES + STEP_VARIABLES + ("SLURM_PROCID",)
-TF_CONFIG_FORM = ('{"cluster": {"chief": ["host:port"], "worker": ["host:port", ...], "evaluator": ["host:port"]}, '
-                  '"task": {"type": "worker", "index": i}} (chief and evaluator optional)')
+TF_CONFIG_FORM = ('{"cluster": {"chief": ["host:port"], "worker": ["host:port", ...]}, "task": {"type": "worker", '
+                  '"index": i}} (chief optional; task types chief, worker, evaluator)')
 
 
 def make_tf_config(workers, index):
@@ -66,7 +67,7 @@ def from_tf_config(text):
             raise ZooError("TF_CONFIG: at most one %s task, got %d (%s)" % (name, len(jobs[name]), jobs[name]))
     chiefs = jobs.get("chief", [])
     workers = chiefs + jobs.get("worker", [])
-    if not 0 <= index < len(jobs.get(kind, [])):
+    if (kind != "evaluator" or kind in jobs) and not 0 <= index < len(jobs.get(kind, [])):
         raise ZooError("TF_CONFIG task index %d is outside the %d %s of the cluster"
                        % (index, len(jobs.get(kind, [])), "workers" if kind == "worker" else kind + " tasks"))
     if not workers:
@@ -94,7 +95,7 @@ def _integer(name, value):
     try:
         return int(value)
     except ValueError:
-        raise ZooError("Slurm variable %s=%r is not an integer; it is set by srun, do not set it by hand" % (name, value))
+        raise ZooError("Slurm variable %s=%r is not an integer; srun sets it, do not set it by hand" % (name, value))
 
 
 def slurm_port(environ):

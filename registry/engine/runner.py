@@ -267,9 +267,18 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                                                                settings)
     evaluator, records = None, []
 
+    def make_evaluator():   # on a cluster, of this worker's share of the eval split
+        share = tf.distribute.InputContext(len(cluster.workers), cluster.index, 1) if cluster else None
+        with data_errors(data_path, "validation", hparams):
+            return evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir),
+                                        input_context=share)
+
     def evaluate_checkpoint(step, checkpoint, all_reduce=None):
         # On a cluster every worker evaluates its share of the eval split with its own copy of the weights, and the
         # sums are all-reduced (evaluation.SharedEvaluation); the chief writes the record.
+        nonlocal evaluator
+        if evaluator is None:   # a worker's: made once training runs (TF 2.x: a session made before a non-chief
+            evaluator = make_evaluator()   # worker's first step stalled the collective start-up)
         shared = evaluation.SharedEvaluation(evaluator, all_reduce) if all_reduce else evaluator
         if chief:
             records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=shared,
@@ -288,11 +297,8 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
 
     started = time.time()
     try:
-        if targets and (chief or cluster):
-            share = tf.distribute.InputContext(len(cluster.workers), cluster.index, 1) if cluster else None
-            with data_errors(data_path, "validation", hparams):
-                evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir),
-                                                 input_context=share)
+        if chief and targets:
+            evaluator = make_evaluator()
         with training_errors(model_dir, None if synthetic else data_path, hparams):
             if to_train:
                 trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings,

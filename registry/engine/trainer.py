@@ -114,8 +114,8 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     `after_eval_save(step, checkpoint, all_reduce)` runs, e.g. an evaluation) and at the end, into `checkpoint_dir`
     (default the model dir; a worker that is not the chief writes its own copies elsewhere). `after_eval_save` runs
     on the chief only, or with `every_worker_evaluates` (a multi-worker `strategy`) on every worker, each with its
-    own checkpoint and `all_reduce(values)`, the sum of a float64 vector over the workers; else all_reduce is None. The chief keeps the train
-    log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
+    own checkpoint and `all_reduce(values)`, the sum of a float64 vector over the workers; else all_reduce is None.
+    The chief keeps the train log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
     engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
     `on_start()` is called once the session exists, before the first checkpoint is written (the runner writes
     the model dir's run records then).
