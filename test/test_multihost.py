@@ -199,7 +199,7 @@ def test_clusters_slurm_and_a_tfjob_with_an_evaluator_and_evaluation_on_every_wo
        one. Its one-process records equal the workers' all-reduced ones: the same top-1/top-5 counts and loss."""
     data = _uneven_demo_data(tmp_path / "data")
     common = ["train", "shufflenetv1_g3", "--device", "cpu", "--preset", "demo", "--data_path", str(data),
-              "--startup_timeout", "300"]
+              "--startup_timeout", "900"]
     with netns.two_hosts("clu", host_names=SLURM_NODES) as hosts:
         slurm_dir = tmp_path / "slurm"
         started, outputs = [], []
