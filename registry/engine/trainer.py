@@ -52,7 +52,7 @@ def sum_across_workers(strategy, size):
     return WorkerSum(vector, total)
 
 
-class _StartHook(tf1.train.SessionRunHook):
+class StartHook(tf1.train.SessionRunHook):
     """Once the session exists (after restore or initialisation): runs `ops` (the input iterators' initializers),
     then calls `on_start()` when given."""
 
@@ -136,7 +136,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
         elif after_eval_save and chief:
             def after_save(step, checkpoint, session):
                 after_eval_save(step, checkpoint, None)
-        train_op, all_hooks = built.train_op, [_StartHook(built.initializers, on_start)]
+        train_op, all_hooks = built.train_op, [StartHook(built.initializers, on_start)]
         if settings.device == "npu":
             train_op, npu_hooks = npu.training(settings, train_op)
             all_hooks += npu_hooks
