@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
-from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, npu, progress
+from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, model_dir_lock
+from registry.engine import npu, progress
 from registry.engine import results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
@@ -194,7 +195,9 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         eval_every_epochs = hparams.get("eval_every_epochs")
     cluster = settings.launch.cluster if settings.launch else None
     resume_command = resume_command or "the same command" + (" on every worker" if cluster else "")
-    with interrupts.StopRequests() as requests, _closing_events():
+    chief = cluster is None or cluster.index == 0   # the chief alone writes the model dir: it holds its lock
+    lock = model_dir_lock.ModelDirLock(model_dir, resume_command, log) if chief else contextlib.nullcontext()
+    with interrupts.StopRequests() as requests, _closing_events(), lock:
         run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
                                 eval_every_epochs, max_steps, skip_eval or synthetic, log, requests, resume_command)
         try:
