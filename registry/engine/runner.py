@@ -20,7 +20,7 @@ import tensorflow as tf
 from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
 from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, model_dir_lock
-from registry.engine import npu, progress
+from registry.engine import npu, pinned, progress
 from registry.engine import results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
@@ -120,20 +120,23 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     The checkpoint's epoch is the one its training recorded (`segments.epoch_of`); without a record it is
     computed from `hparams` and `replicas` (default: the device settings' rank size)."""
     replicas = replicas or (settings.rank_size if settings else 1)
-    checkpoint = checkpoint or checkpoints.latest(model_dir, log=log, repair=False)
-    if not checkpoint:
-        raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     own = evaluator is None
-    if own:   # a training run's own evaluator evaluates its own checkpoints; anything else is checked first
-        ws.check_fits(model, hparams, checkpoint, "evaluated")
+    # a training run's own evaluator evaluates the checkpoint it just wrote; any other reader holds the one it
+    # chose readable (a training run beside it may delete it) and checks it first
+    held = pinned.Pinned(checkpoint or model_dir, log, "Evaluating") if own else None
     try:
+        if own:
+            ws.check_fits(model, hparams, held.path, "evaluated", held.original)
         with data_errors(data_path, "validation", hparams):
             evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path,
                                                           npu.eval_session_config(settings, model_dir))
-            metrics = evaluator(checkpoint)
+            metrics = evaluator(held.path if held else checkpoint)
     finally:
         if own and evaluator is not None:
             evaluator.close()
+        if held is not None:
+            held.close()
+    checkpoint = held.original if held else checkpoint
     step = metrics["global_step"]
     epoch = segments.epoch_of(model_dir, step)
     if epoch is None:
@@ -241,7 +244,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     say = log if chief else _silent
     if chief:
         _prepare_model_dir(model_dir, hparams, data_path, log)
-    latest = checkpoints.latest(model_dir, log=say, repair=chief)
+    latest = checkpoints.latest(model_dir, log=say, repair=chief, verify=True)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
     plan, schedule_segments = segments.resume(model_dir, hparams, replicas, start_step, say)
@@ -264,6 +267,8 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         say("Nothing to train: the model dir is at step %d and this run ends at step %d (%s)"
             % (start_step, last_step, "--max_steps %d" % max_steps if last_step < plan.total_steps
                else "the end of the schedule"))
+    if chief and to_train:
+        checkpoints.apply_retention(model_dir, hparams.get("keep_checkpoint_max", 5), log)
     targets = [] if skip_eval or not to_train else _eval_steps(plan, start_step, eval_every_epochs, last_step,
                                                                settings)
     evaluator, records = None, []
