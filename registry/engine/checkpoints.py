@@ -98,7 +98,7 @@ def damage(prefix):
         reader = tf1.train.NewCheckpointReader(prefix)
         for name in sorted(reader.get_variable_to_shape_map()):
             reader.get_tensor(name)
-    except (tf.errors.OpError, ValueError, RuntimeError, OSError) as err:
+    except Exception as err:   # TF raises OpErrors, IndexError ("Read less bytes than requested"), ValueError...
         reason = [line for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
         files = ", ".join("%s %d bytes" % (os.path.basename(f), os.path.getsize(f)) for f in sorted(files_of(prefix))
                           if os.path.exists(f))
