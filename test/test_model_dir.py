@@ -194,8 +194,8 @@ def test_a_checkpoint_cut_short_is_named_and_skipped_in_eval_and_resume(six_step
     text = "\n".join(notes)
     assert re.search(r"note: checkpoint %s is incomplete or damaged: .*model.ckpt-6.data-00000-of-00001 %d bytes.*"
                      r"It is skipped \(its files renamed .*model.ckpt-6.data-00000-of-00001.incomplete.*\); using "
-                     r"model.ckpt-4, the newest intact checkpoint" % (re.escape(os.path.join(model_dir, "model.ckpt-6")),
-                                                                     size // 2), text), text
+                     r"model.ckpt-4, the newest intact checkpoint"
+                     % (re.escape(os.path.join(model_dir, "model.ckpt-6")), size // 2), text), text
     assert "Resuming from %s/model.ckpt-4: step 4" % model_dir in text
     assert _steps(model_dir) == [2, 4, 5]
     assert tf.compat.v1.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")

@@ -29,7 +29,7 @@ import sys
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import devices, results
+from registry.engine import devices, rendezvous, results
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -64,7 +64,7 @@ def check_own_port(cluster):
         probe.bind(("" if host not in ("127.0.0.1", "localhost") else host, port))
     except OSError as err:
         local = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        if _speaks_http2(local, port):
+        if _speaks_http2(local, port) or rendezvous.is_listening(local, port):   # a gRPC server, or a chief's start
             raise ZooError(
                 "worker %d cannot listen on %s: a gRPC server already does, most likely another worker started "
                 "with the same TF_CONFIG index %d. Each worker of the cluster needs its own index (0..%d, task "

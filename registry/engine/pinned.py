@@ -40,7 +40,8 @@ class Pinned(object):
     """The checkpoint `source` names (a model dir: its newest intact checkpoint; else a prefix or one of its files),
     held readable until `close()`. `path`: the prefix to restore from; `original`: the checkpoint's own prefix;
     `step`: its global step. Notes (a checkpoint deleted or skipped) and the line naming what is read go to `log`
-    (default: stderr), and with `what` (e.g. "Evaluating") a line naming the checkpoint and its step. Raises a ZooError when there is no checkpoint, or when a checkpoint given by name is damaged.
+    (default: stderr), and with `what` (e.g. "Evaluating") a line naming the checkpoint and its step. Raises a
+    ZooError when there is no checkpoint, or when a checkpoint given by name is damaged.
     """
 
     def __init__(self, source, log=_stderr, what=None):

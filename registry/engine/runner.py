@@ -20,7 +20,7 @@ import tensorflow as tf
 from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
 from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, model_dir_lock
-from registry.engine import npu, pinned, progress
+from registry.engine import npu, pinned, progress, rendezvous
 from registry.engine import results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
@@ -204,8 +204,13 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
                                 eval_every_epochs, max_steps, skip_eval or synthetic, log, requests, resume_command)
         try:
-            if cluster:
-                return distribute.run_worker(cluster, model_dir, startup_timeout,
+            if cluster:   # the workers agree on their resume step before TensorFlow starts (registry.engine.rendezvous)
+                started = time.time()
+                if chief:
+                    distribute.check_own_port(cluster)
+                checkpoint, source = resume_point(model_dir, cluster)
+                rendezvous.agree(cluster, model_dir, checkpoint_step(checkpoint), source, startup_timeout, log)
+                return distribute.run_worker(cluster, model_dir, max(1.0, startup_timeout - (time.time() - started)),
                                              functools.partial(run, cluster=cluster), resume_command)
             strategy, session_config = (distribute.mirrored_strategy(settings.device, replicas) if replicas > 1
                                         else (None, None))
@@ -238,13 +243,25 @@ def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief
                                   % (interrupts.signal_name(signum), where, resume_command))
 
 
+def resume_point(model_dir, cluster=None, log=None, repair=False):
+    """(the newest intact checkpoint this process resumes or None, the directory it is in). A worker that is not the
+    chief resumes the model dir's checkpoint when it sees one (shared storage), else its own copy
+    (distribute.scratch_dir: a model dir per host)."""
+    latest = checkpoints.latest(model_dir, log=log, repair=repair, verify=True)
+    if latest or not cluster or cluster.index == 0:
+        return latest, model_dir
+    own = distribute.scratch_dir(model_dir, cluster.index)
+    mine = checkpoints.latest(own, repair=False, verify=True)
+    return (mine, own) if mine else (None, model_dir)
+
+
 def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synthetic, eval_every_epochs, max_steps,
            skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None):
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
     if chief:
         _prepare_model_dir(model_dir, hparams, data_path, log)
-    latest = checkpoints.latest(model_dir, log=say, repair=chief, verify=True)
+    latest, restore_dir = resume_point(model_dir, cluster, say, chief)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
     plan, schedule_segments = segments.resume(model_dir, hparams, replicas, start_step, say)
@@ -297,7 +314,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
                               hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed,
-                              on_start=write_records if chief else None)
+                              on_start=write_records if chief else None, restore_dir=restore_dir)
     finally:
         if evaluator is not None:
             evaluator.close()
