@@ -199,3 +199,52 @@ def test_a_checkpoint_cut_short_is_named_and_skipped_in_eval_and_resume(six_step
     assert "Resuming from %s/model.ckpt-4: step 4" % model_dir in text
     assert _steps(model_dir) == [2, 4, 5]
     assert tf.compat.v1.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
+
+
+# --- a model dir per host -------------------------------------------------------------------------------------
+
+def _two_workers(zoo_run, dirs, *extra):
+    """Both workers of a TF_CONFIG run on 127.0.0.1, each with its own model dir: ([exit codes], [outputs], s)."""
+    from registry.engine import environment, launcher
+    peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
+    started = time.time()
+    processes = [subprocess.Popen(
+        [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(dirs[i]), "--skip_eval",
+         "--startup_timeout", "240", "--set", "image_size=64", "save_checkpoints_steps=1"] + list(extra),
+        env=dict(os.environ, TF_CONFIG=environment.make_tf_config(peers, i)), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, universal_newlines=True) for i in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=600)[0] for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [p.returncode for p in processes], outs, time.time() - started
+
+
+def test_workers_with_a_model_dir_each_resume_their_own_copies_or_are_told_the_steps_differ(tmp_path, zoo_run):
+    dirs = [tmp_path / "host0" / "run", tmp_path / "host1" / "run"]
+    codes, outs, _ = _two_workers(zoo_run, dirs, "--max_steps", "2")
+    assert codes == [0, 0], outs
+    assert ("note: this worker's model dir %s is not the chief's (worker 0: host %s, %s): without shared storage it "
+            "keeps its own copy of the checkpoints in %s/workers/worker-1-checkpoints and resumes from it"
+            % (dirs[1], socket.gethostname(), dirs[0], dirs[1])) in outs[1]
+    assert "not the chief's" not in outs[0]
+
+    codes, outs, _ = _two_workers(zoo_run, dirs, "--max_steps", "3")   # each resumes step 2 from its own copy
+    assert codes == [0, 0], outs
+    assert "Resuming from %s/model.ckpt-2: step 2" % dirs[0] in outs[0]
+    assert "worker 1 of 2 (not chief): steps 2 -> 3" in outs[1]
+    fingerprints = [json.loads((dirs[i] / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert [f["global_step"] for f in fingerprints] == [3, 3]
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"]
+
+    shutil.rmtree(str(dirs[1]))   # one host's copy lost: the steps differ, every worker is told at once
+    codes, outs, seconds = _two_workers(zoo_run, dirs, "--max_steps", "4")
+    assert codes == [2, 2] and seconds < 120, outs
+    for out in outs:
+        assert ("zoo-run train: error: the workers would resume from different steps: worker 0 at step 3 (host %s, "
+                "from %s); worker 1 at step 0 (host %s, from %s). Every worker must restore the same checkpoint"
+                % (socket.gethostname(), dirs[0], socket.gethostname(), dirs[1])) in out, out
+        assert "Traceback" not in out
