@@ -77,9 +77,12 @@ def _mismatch(infos):
 def _chief(cluster, info, deadline, model_dir):
     host, port = _split(cluster.workers[0])
     nonce = uuid.uuid4().hex
-    os.makedirs(os.path.join(model_dir, "workers"), exist_ok=True)
-    with open(os.path.join(model_dir, "workers", CHIEF_FILE), "w") as f:
-        json.dump({"nonce": nonce, "host": info["host"], "model_dir": info["model_dir"]}, f)
+    try:   # what a worker sharing this model dir reads back (a dir that cannot be written fails later, named)
+        os.makedirs(os.path.join(model_dir, "workers"), exist_ok=True)
+        with open(os.path.join(model_dir, "workers", CHIEF_FILE), "w") as f:
+            json.dump({"nonce": nonce, "host": info["host"], "model_dir": info["model_dir"]}, f)
+    except OSError:
+        pass
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     infos, waiting = {0: info}, {}
