@@ -7,8 +7,8 @@ the worker's gRPC server and gives the monitored session its target and collecti
 gradients are all-reduced (collective ring) every step, so every worker holds the same weights. Worker 0
 is the chief: it writes the checkpoints, the train log and the evaluations; the others save the same
 steps into a scratch dir (saving may run collectives). Every worker restores the same step on resume: from the
-model dir on shared storage, or from its own scratch copy with a model dir per host (registry.engine.rendezvous). TF_CONFIG (JSON) names the
-cluster and this process:
+model dir on shared storage, or from its own scratch copy with a model dir per host (registry.engine.rendezvous).
+TF_CONFIG (JSON) names the cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
 
