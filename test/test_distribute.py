@@ -81,8 +81,8 @@ def test_workers_warm_start_from_another_run(tmp_path, zoo_run):
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"]
     assert_backbone_warm_started(source, target)
     # rerun: the chief holds the model dir's lock; its worker, writing into the same dir, is not refused; it resumes
-    out, _ = _train(zoo_run, target, "--workers", "2", "--max_steps", "2", "--skip_eval", "--set", "learning_rate=1e-30",
-                    "--set", "warmup_epochs=0", "--set", "num_classes=12")
+    out, _ = _train(zoo_run, target, "--workers", "2", "--max_steps", "2", "--skip_eval", "--set",
+                    "learning_rate=1e-30", "--set", "warmup_epochs=0", "--set", "num_classes=12")
     assert out.returncode == 0, out.stdout
     assert "Resuming from %s/model.ckpt-1: step 1" % target in out.stdout
     assert not (target / "train.lock").exists()
