@@ -140,6 +140,8 @@ def cmd_train(args):
     if args.workers > 1:
         from registry.engine import environment, launcher
         environment.check_local_launch(args.device)
+        from registry.engine import model_dir_lock
+        model_dir_lock.check_free(model_dir)   # refused before any worker starts, not by worker 0's exit
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
                                      resume_command=resume_command(argv))

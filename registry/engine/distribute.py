@@ -6,9 +6,9 @@ distribute coordinator in independent-worker mode (the same coordinator tf.estim
 the worker's gRPC server and gives the monitored session its target and collective settings);
 gradients are all-reduced (collective ring) every step, so every worker holds the same weights. Worker 0
 is the chief: it writes the checkpoints, the train log and the evaluations; the others save the same
-steps into a scratch dir (saving may run collectives). The model dir must be one directory every worker
-reads (shared storage), as resuming restores its checkpoint on every worker. TF_CONFIG (JSON) names the
-cluster and this process:
+steps into a scratch dir (saving may run collectives). Every worker restores the same step on resume: from the
+model dir on shared storage, or from its own scratch copy with a model dir per host (registry.engine.rendezvous).
+TF_CONFIG (JSON) names the cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
 
@@ -32,7 +32,7 @@ import sys
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import devices, results
+from registry.engine import devices, rendezvous, results
 from registry.engine.cluster import make_tf_config
 from registry.errors import ZooError
 
@@ -68,7 +68,7 @@ def check_own_port(cluster):
         probe.bind(("" if host not in ("127.0.0.1", "localhost") else host, port))
     except OSError as err:
         local = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        if _speaks_http2(local, port):
+        if _speaks_http2(local, port) or rendezvous.is_listening(local, port):   # a gRPC server, or a chief's start
             raise ZooError(
                 "worker %d cannot listen on %s: a gRPC server already does, most likely another worker started "
                 "with the same TF_CONFIG index %d. Each worker of the cluster needs its own index (0..%d, task "

@@ -107,7 +107,8 @@ def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=N
 
 def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief=True, strategy=None,
           warm_start=None, synthetic=False, input_context=None, eval_steps=(), after_eval_save=None,
-          checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None, every_worker_evaluates=False):
+          checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None, every_worker_evaluates=False,
+          restore_dir=None):
     """Trains in the model dir until the global step reaches `last_step` (resuming its latest checkpoint).
 
     Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
@@ -117,10 +118,12 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     own checkpoint and `all_reduce(values)`, the sum of a float64 vector over the workers; else all_reduce is None.
     The chief keeps the train log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
     engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
-    `on_start()` is called once the session exists, before the first checkpoint is written (the runner writes
-    the model dir's run records then).
+    `restore_dir`: where the checkpoint to resume is (default the model dir; a worker without shared storage
+    resumes its own copy). `on_start()` is called once the session exists, before the first checkpoint is written
+    (the runner writes the model dir's run records then).
     """
-    resuming = checkpoints.latest(model_dir, repair=False) is not None   # before any worker can write one
+    restore_dir = restore_dir or model_dir
+    resuming = checkpoints.latest(restore_dir, repair=False) is not None   # before any worker can write one
     with tf.Graph().as_default():
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
@@ -153,7 +156,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
                                        save_at_start=not resuming),
         ]
         with tf1.train.MonitoredTrainingSession(
-                checkpoint_dir=model_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
+                checkpoint_dir=restore_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None, log_step_count_steps=None,
                 save_summaries_steps=None, save_summaries_secs=None, config=session_config) as session:
             while not session.should_stop():
