@@ -108,8 +108,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     and class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
     {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
     package or an existing output (unless `overwrite`)."""
-    import tensorflow as tf
-    from registry.engine.warm_start import check_fits, resolve_checkpoint
+    from registry.engine.warm_start import check_fits
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ZooError("unknown export format %s: choose from %s" % (", ".join(map(repr, unknown)) or "(none)",
@@ -126,8 +125,20 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                             onnx_export.PACKAGES if "onnx" in formats else ("onnx", "tf2onnx"))
     if "openvino" in formats:
         openvino_export.require("--format openvino")
-    checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    check_fits(model, hparams, checkpoint, "exported")
+    from registry.engine.pinned import Pinned
+    held = Pinned(checkpoint or model_dir, log=log)   # a training run beside it may delete the checkpoint chosen
+    try:
+        check_fits(model, hparams, held.path, "exported", held.original)
+        return _write(model, hparams, model_dir, output, batch_size, held.original, held.path, name, overwrite,
+                      formats, opset, log, max_pixels, onnx_layout)
+    finally:
+        held.close()
+
+
+def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_from, name, overwrite, formats, opset,
+           log, max_pixels, onnx_layout):
+    """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
+    import tensorflow as tf
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
                "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
@@ -151,9 +162,9 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
+        infos["tf"] = _export_tf(model, hparams, restore_from, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
-        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log,
+        infos["onnx"] = onnx_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET, common, log,
                                           onnx_layout)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:%s\" --output=%s "
             "--soc_version=<your Ascend SoC, e.g. Ascend310>"
@@ -161,7 +172,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                                                                        infos["onnx"]["input"]["shape"]),
                os.path.join(output, "model_onnx")))
     if "openvino" in formats:
-        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
+        infos["openvino"] = openvino_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET,
                                                   common, log, onnx_layout)
     return infos
 
