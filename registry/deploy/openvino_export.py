@@ -223,7 +223,7 @@ def _low_precisions(model, hparams, ir, staging, target, layout, f32_request, pr
         request = session(os.path.join(staging, INT8_XML), precision="int8")
         low["quantization"] = collections.OrderedDict([
             ("tool", "nncf %s nncf.quantize (defaults: per-channel symmetric int8 weights, per-tensor activations, "
-                     "fast bias correction)" % quantize.version()),
+                     "fast bias correction; the first convolution kept float32)" % quantize.version()),
             ("calibration", "%d images of %s's %s split, eval transform" % (len(images), data, split)),
             ("weights", quantize.weight_granularity(quantized))])
     else:
@@ -243,5 +243,8 @@ def _low_precisions(model, hparams, ir, staging, target, layout, f32_request, pr
                        "export --precision f32 (exact parity), or calibrate on more or other records"
                        % (precision, text, max_drop, target))
     log("  accuracy: %s (bound %g)%s" % (text, max_drop, "; ran as %s" % low["ran"] if low["ran"] != precision else ""))
+    if precision == "int8":
+        log("  int8 weights: %s" % ", ".join("%s %s" % (kind, " ".join("%d %s" % (n, g) for g, n in sorted(c.items())))
+                                             for kind, c in sorted(low["quantization"]["weights"].items())))
     records[precision] = low
     return records, precision if low["ran"] == precision else "f32"
