@@ -38,7 +38,7 @@ def bf16(environ=None, path=CPUINFO):
             raise ValueError("%s=%r: set it to 1 (this CPU has bfloat16 hardware) or 0 (it has none), or unset it "
                              "to read %s" % (VARIABLE, forced, path))
         return forced == "1", "%s=%s set in the environment" % (VARIABLE, forced)
-    found = sorted(flag for flag in BF16_FLAGS if flag in flags(path))
+    found = [flag for flag in BF16_FLAGS if flag in flags(path)]
     if found:
         return True, "this CPU has %s (%s)" % (" and ".join(f.upper() for f in found), path)
     return False, "this CPU has no AVX512_BF16 or AMX_BF16 (%s)" % path
