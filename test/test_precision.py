@@ -111,57 +111,77 @@ def test_train_and_perf_name_the_precision_that_ran(tmp_path, zoo_run):
 
 # --- OpenVINO bf16 / INT8 ---------------------------------------------------------------------------------------
 
+SMALL_SPLIT = 24   # records of each split of the small data dir (CI time)
+
+
+def small_data(path):
+    """A data dir of the first SMALL_SPLIT records of the demo data's train and validation splits (real JPEGs),
+    with its labels.txt."""
+    import shutil
+    import tensorflow as tf
+    from registry.data import tfrecord
+    os.makedirs(str(path))
+    shutil.copy(os.path.join(demo_data_path(), "labels.txt"), str(path))
+    for split in ("train", "validation"):
+        source = tfrecord.list_split_files(demo_data_path(), split)[0]
+        with tf.io.TFRecordWriter(str(path / ("%s-00000-of-00001" % split))) as writer:
+            for i, record in enumerate(tf.compat.v1.io.tf_record_iterator(source)):
+                if i == SMALL_SPLIT:
+                    break
+                writer.write(record)
+    return path
+
+
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory):
     """(model dir of the tiny reference weights, export dir of `zoo-run export --format openvino --calibration_data
-    DEMO` with 16 calibration images; the bound is wide: the tiny weights are not trained on the demo digits)."""
+    DATA` with 16 calibration images, data dir; the bound is wide: the tiny weights are not trained on the digits)."""
     root = tmp_path_factory.mktemp("int8")
-    model_dir, output = root / "imported", root / "export"
+    model_dir, output, data = root / "imported", root / "export", small_data(root / "data")
     with pytest.MonkeyPatch.context() as monkeypatch:
         use_tiny_model(monkeypatch)
         import_tiny(monkeypatch, model_dir, ZIP_FILE)
         assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", output, "--format", "openvino",
-                       "--calibration_data", demo_data_path(), "--calibration_images", 16,
-                       "--max_accuracy_drop", 100) == 0
-    return model_dir, output
+                       "--calibration_data", data, "--calibration_images", 16, "--max_accuracy_drop", 100) == 0
+    return model_dir, output, data
 
 
 @needs_int8
 def test_int8_export_records_its_top1_against_f32_and_is_the_default(int8_export, monkeypatch, tmp_path):
-    model_dir, output = int8_export
+    model_dir, output, data = int8_export
     info = json.load(open(str(output / openvino_export.INFO)))
     assert info["default_precision"] == "int8" and (output / "openvino" / "model_int8.xml").exists()
     int8, f32 = info["precisions"]["int8"], info["precisions"]["f32"]
-    assert int8["ran"] == "int8" and "16 images of %s's train split" % demo_data_path() in int8["quantization"][
-        "calibration"]
+    assert int8["ran"] == "int8" and "16 images of %s's train split" % data in int8["quantization"]["calibration"]
     # NNCF's CPU default: every depthwise / grouped convolution's weights per channel; the first conv stays float
     assert int8["quantization"]["weights"]["GroupConvolution"] == {"per_channel": 16 + 31}
     assert int8["quantization"]["weights"]["Convolution"]["float"] == 1
     check = int8["check"]
     assert check["top1_f32"] == f32["accuracy"]["top1"] and check["top1_int8"] == int8["accuracy"]["top1"]
     assert check["top1_drop_points"] == round(100 * (check["top1_f32"] - check["top1_int8"]), 4)
-    assert f32["accuracy"]["num_images"] == int8["accuracy"]["num_images"] == 360
+    assert f32["accuracy"]["num_images"] == int8["accuracy"]["num_images"] == SMALL_SPLIT
     # zoo-run eval of the export (default precision: int8) and of its f32 IR give the recorded figures; the f32
     # IR's equal the model dir's own evaluation (the same report)
     use_tiny_model(monkeypatch)
     for extra, expected in (([], int8["accuracy"]), (["--precision", "f32"], f32["accuracy"])):
         path = tmp_path / "eval.json"
-        assert zoo_run("eval", TINY_NAME, "--export_dir", output, "--runtime", "openvino", "--json", path,
-                       *extra) == 0
+        assert zoo_run("eval", TINY_NAME, "--export_dir", output, "--runtime", "openvino", "--data_path", data,
+                       "--json", path, *extra) == 0
         record = json.load(open(str(path)))
         assert {k: record[k] for k in ("top1", "top5", "num_images")} == {k: expected[k] for k in
                                                                          ("top1", "top5", "num_images")}
         assert record["loss"] == pytest.approx(expected["loss"], rel=1e-9)
     assert record["precision"] == "f32" and record["model"].endswith("model.xml")
-    assert zoo_run("eval", TINY_NAME, "--model_dir", model_dir, "--json", tmp_path / "dir.json") == 0
+    assert zoo_run("eval", TINY_NAME, "--model_dir", model_dir, "--data_path", data, "--json",
+                   tmp_path / "dir.json") == 0
     own = json.load(open(str(tmp_path / "dir.json")))
-    assert own["top1"] == f32["accuracy"]["top1"] and own["num_images"] == 360
+    assert own["top1"] == f32["accuracy"]["top1"] and own["num_images"] == SMALL_SPLIT
     assert own["loss"] == pytest.approx(f32["accuracy"]["loss"], rel=1e-5)
 
 
 @needs_int8
 def test_perf_times_the_export_s_default_and_names_the_bf16_fallback(int8_export, monkeypatch, tmp_path):
-    _, output = int8_export
+    output = int8_export[1]
     use_tiny_model(monkeypatch)
     path = tmp_path / "perf.json"
     assert zoo_run("perf", TINY_NAME, "--export_dir", output, "--runtime", "openvino", "--batch_size", 2,
@@ -177,18 +197,20 @@ def test_perf_times_the_export_s_default_and_names_the_bf16_fallback(int8_export
 
 
 @needs_int8
-def test_an_int8_export_losing_more_than_the_bound_is_refused_with_its_figures(monkeypatch, tmp_path, capsys):
+def test_an_int8_export_losing_more_than_the_bound_is_refused_with_its_figures(int8_export, monkeypatch, tmp_path,
+                                                                               capsys):
+    """The decision, with the figures the check measured replaced (quantization itself: the fixture's export)."""
+    from registry.deploy import quantize
     use_tiny_model(monkeypatch)
-    model_dir = tmp_path / "imported"
-    import_tiny(monkeypatch, model_dir, ZIP_FILE)
+    model_dir, _, data = int8_export
     figures = iter([0.9, 0.8])   # f32, then int8
+    monkeypatch.setattr(quantize, "quantize", lambda ov_model, images, batch_size=1: ov_model)
 
     def evaluate(run_logits, model, hparams, data_path, log=print, what=""):
         return {"top1": next(figures), "top5": 1.0, "loss": 0.5, "num_images": 360, "seconds": 1.0}
     monkeypatch.setattr(records_eval, "evaluate", evaluate)
     assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", tmp_path / "out", "--format",
-                   "openvino", "--precision", "int8", "--calibration_data", demo_data_path(),
-                   "--calibration_images", 4) == 2
+                   "openvino", "--precision", "int8", "--calibration_data", data, "--calibration_images", 4) == 2
     err = capsys.readouterr().err
     assert "the int8 export is refused: int8 top-1 0.8000 vs f32 0.9000" in err and "-10.00 points" in err
     assert "more than --max_accuracy_drop 1" in err
@@ -198,9 +220,10 @@ def test_an_int8_export_losing_more_than_the_bound_is_refused_with_its_figures(m
 def test_int8_and_bf16_name_lane_tf2_on_lane_tf1_and_int8_needs_records(monkeypatch, tmp_path, capsys):
     if importlib.util.find_spec("openvino") is None:
         pytest.skip("the openvino package is not installed")
-    use_tiny_model(monkeypatch)
-    model_dir = tmp_path / "imported"
-    import_tiny(monkeypatch, model_dir, ZIP_FILE)
+    model = use_tiny_model(monkeypatch)
+    model_dir = tmp_path / "run"   # the refusals come before any checkpoint is read: its hparams.json suffices
+    model_dir.mkdir()
+    (model_dir / "hparams.json").write_text(json.dumps(dict(model.default_hparams(), image_size=64)))
     if tf_compat.LANE == "tf2":
         assert zoo_run("export", TINY_NAME, "--model_dir", model_dir, "--output", tmp_path / "out", "--format",
                        "openvino", "--precision", "int8") == 2
