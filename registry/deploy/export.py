@@ -132,22 +132,6 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                        "is float32" % "/".join(formats))
     if "openvino" in formats:
         openvino_export.require("--format openvino")
-<<<<<<< HEAD
-    from registry.engine.pinned import Pinned
-    held = Pinned(checkpoint or model_dir, log=log)   # a training run beside it may delete the checkpoint chosen
-    try:
-        check_fits(model, hparams, held.path, "exported", held.original)
-        return _write(model, hparams, model_dir, output, batch_size, held.original, held.path, name, overwrite,
-                      formats, opset, log, max_pixels, onnx_layout)
-    finally:
-        held.close()
-
-
-def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_from, name, overwrite, formats, opset,
-           log, max_pixels, onnx_layout):
-    """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
-    import tensorflow as tf
-=======
         openvino_export.check_precision(precision, "zoo-run export --format openvino")
         if precision == "int8" and not calibration_data:
             raise ZooError("--precision int8 needs --calibration_data DIR: TFRecords (a few hundred images of a train "
@@ -156,9 +140,21 @@ def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_fr
             paths.require_dir(calibration_data, "--calibration_data")
         if max_accuracy_drop < 0:
             raise ZooError("--max_accuracy_drop must be >= 0 (top-1 points), got %g" % max_accuracy_drop)
-    checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    check_fits(model, hparams, checkpoint, "exported")
->>>>>>> i25-precision
+    from registry.engine.pinned import Pinned
+    held = Pinned(checkpoint or model_dir, log=log)   # a training run beside it may delete the checkpoint chosen
+    try:
+        check_fits(model, hparams, held.path, "exported", held.original)
+        return _write(model, hparams, model_dir, output, batch_size, held.original, held.path, name, overwrite,
+                      formats, opset, log, max_pixels, onnx_layout, precision, calibration_data, max_accuracy_drop,
+                      calibration_images)
+    finally:
+        held.close()
+
+
+def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_from, name, overwrite, formats, opset,
+           log, max_pixels, onnx_layout, precision, calibration_data, max_accuracy_drop, calibration_images):
+    """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
+    import tensorflow as tf
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
                "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
@@ -192,14 +188,9 @@ def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_fr
                                                                        infos["onnx"]["input"]["shape"]),
                os.path.join(output, "model_onnx")))
     if "openvino" in formats:
-<<<<<<< HEAD
         infos["openvino"] = openvino_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET,
-                                                  common, log, onnx_layout)
-=======
-        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
                                                   common, log, onnx_layout, precision, calibration_data,
                                                   max_accuracy_drop, calibration_images)
->>>>>>> i25-precision
     return infos
 
 

@@ -90,13 +90,7 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
             raise ZooError("iterations_per_loop, dump and profiling are Ascend NPU settings (device is %s)" % device)
     if iterations_per_loop < 1:
         raise ZooError("iterations_per_loop must be >= 1, got %d" % iterations_per_loop)
-<<<<<<< HEAD
     launch = environment.read(device, command, environ, port)
-    return DeviceSettings(device, precision_mode or (npu.DEFAULT_PRECISION if device == "npu" else None),
-                          iterations_per_loop, launch.rank_size, launch.rank_id, dump_path, over_dump, profiling_path,
-                          launch)
-=======
-    launch = environment.read(device, command, environ)
     mode = precision_mode or (npu.DEFAULT_PRECISION if device == "npu" else None)
     return DeviceSettings(device, mode, iterations_per_loop, launch.rank_size, launch.rank_id, dump_path, over_dump,
                           profiling_path, launch, training_precision(device, mode, environ))
@@ -128,7 +122,6 @@ def training_precision(device, precision_mode, environ=None):
                          % (reason, tf_compat.bf16_lane_note()))
     return Precision("bfloat16", tf.bfloat16, "allow_mix_precision on this CPU: bfloat16 compute from float32 master "
                                               "weights, batch norm and loss (%s)" % reason)
->>>>>>> i25-precision
 
 
 def compute_dtype(settings):
