@@ -37,7 +37,8 @@ EVAL, PREDICT below ('train', 'eval', 'infer': the strings tf.estimator.ModeKeys
 for it keep working). The engine also reads these keys when present (defaults in brackets):
 base_batch_size [batch_size], lr_schedule [cosine], warmup_epochs [0], momentum [0.9], nesterov
 [False], weight_decay [0], weight_decay_on_bn [False], label_smoothing [0], eval_every_epochs [at the
-end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded],
+end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded], bn_recalibration_epochs
+[0: none, registry.engine.recalibration],
 num_eval_images (synthetic eval), label_offset [1] (class names); `registry.data.classification`
 reads label_offset, shuffle_buffer, data_threads and seed. Each of these keys has a range
 (registry.hparam_ranges), checked when the hparams are resolved.
