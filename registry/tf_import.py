@@ -11,8 +11,8 @@ logging before it is initialised, and Abseil then writes every line to stderr wh
 `import_tensorflow()` captures file descriptor 2 while TensorFlow is imported (registry.native_stderr), then writes
 back every line but the log records below the level asked for (I = 0, W = 1, E = 2, F = 3, as
 `TF_CPP_MIN_LOG_LEVEL` counts), Abseil's header and, unless `--device gpu` was asked for, the "failed call to
-cuInit" record of a machine with CUDA libraries and no GPU. Everything else written meanwhile (Python warnings, tracebacks,
-higher-severity records) is kept, in order. `TF_CPP_MIN_LOG_LEVEL=0` (or unset) shows everything.
+cuInit" record of a machine with CUDA libraries and no GPU. Everything else written meanwhile (Python warnings,
+tracebacks, higher-severity records) is kept, in order. `TF_CPP_MIN_LOG_LEVEL=0` (or unset) shows everything.
 """
 import importlib
 import os
