@@ -73,6 +73,7 @@ setup(
         "stevedore>=3.5.2; python_version >= '3.10'",
         "pyyaml",
         "numpy",
+        "python-hostlist",   # Slurm's hostlist syntax (node[006,011-013]) for `srun zoo-run train` (registry/engine/cluster.py)
         "pillow",   # EXIF orientation, colour profiles (ImageCms), TIFF and WebP of users' image files (registry/data/images.py)
     ],
     extras_require={

@@ -121,7 +121,7 @@ def _resolve_run(args, saved=None):
 def _device_settings(args):
     from registry.engine import devices
     return devices.resolve(args.device, args.precision_mode, args.iterations_per_loop, args.dump_path,
-                           args.over_dump, args.profiling, command=args.command)
+                           args.over_dump, args.profiling, command=args.command, port=getattr(args, "port", None))
 
 
 def resume_command(argv):
@@ -143,13 +143,23 @@ def cmd_train(args):
     if args.workers > 1:
         from registry.engine import environment, launcher
         environment.check_local_launch(args.device)
+        from registry.engine import model_dir_lock
+        model_dir_lock.check_free(model_dir)   # refused before any worker starts, not by worker 0's exit
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
                                      resume_command=resume_command(argv))
     _quiet_tensorflow()
     from registry.engine import distribute, interrupts, runner
     settings = _device_settings(args)
-    command = resume_command(argv) + (" (each worker with its TF_CONFIG)" if settings.launch.cluster else "")
+    command = resume_command(argv) + ("" if not settings.launch.cluster else " (each worker with its TF_CONFIG)"
+                                      if os.environ.get("TF_CONFIG") else " (with srun, one task per node)")
+    if settings.launch.evaluator:   # a TFJob's evaluator task: no training, no collective
+        from registry.engine import evaluator_task
+        for note in settings.launch.notes:
+            print(note)
+        evaluator_task.run(model, params, data_path, model_dir, settings.launch.evaluator, settings,
+                           max_steps=args.max_steps, timeout=args.evaluator_timeout)
+        return 0
     code = 0
     try:
         runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
@@ -345,6 +355,12 @@ def build_parser():
                             "and learning rate scale with N). Multi-host: set TF_CONFIG on each host instead")
     group.add_argument("--startup_timeout", type=float, default=300.0,
                        help="seconds a worker waits for its peers before it stops with an error (default 300)")
+    group.add_argument("--port", type=int,
+                       help="under Slurm (srun, one task per node): the port every task listens on (default: "
+                            "derived from SLURM_JOB_ID and SLURM_STEP_ID, 20000-29999)")
+    group.add_argument("--evaluator_timeout", type=float, default=6 * 3600.0,
+                       help="a TF_CONFIG evaluator task stops with an error when no new checkpoint appears for this "
+                            "many seconds (default 6 h)")
     add_hparam_arguments(p)
     add_device_arguments(p)
     p.set_defaults(func=cmd_train)

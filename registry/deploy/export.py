@@ -50,15 +50,16 @@ ARTIFACTS = {"tf": (SAVED_MODEL_DIR, FROZEN_GRAPH, EXPORT_INFO), "onnx": (onnx_e
              "openvino": (openvino_export.MODEL_DIR, openvino_export.INFO)}
 
 
-def checkpoint_identity(checkpoint):
+def checkpoint_identity(checkpoint, files=None):
     """{'checkpoint_step', 'checkpoint_digest'} of a checkpoint prefix: its step (from the name, None without one)
-    and 16 hex digits of the SHA-1 of its .index file, which holds every tensor's checksum, so that two checkpoints
-    of the same name with other weights (a model dir trained again) differ."""
+    and 16 hex digits of the SHA-1 of its .index file (read from the prefix `files`, e.g. a pinned copy, when
+    given), which holds every tensor's checksum, so that two checkpoints of the same name with other weights (a
+    model dir trained again) differ."""
     import hashlib
     import re
     step = re.search(r"-(\d+)$", checkpoint)
     try:
-        with open(checkpoint + ".index", "rb") as f:
+        with open((files or checkpoint) + ".index", "rb") as f:
             digest = hashlib.sha1(f.read()).hexdigest()[:16]
     except OSError:
         digest = None
@@ -166,8 +167,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     and class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
     {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
     package or an existing output (unless `overwrite`)."""
-    import tensorflow as tf
-    from registry.engine.warm_start import check_fits, resolve_checkpoint
+    from registry.engine.warm_start import check_fits
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ZooError("unknown export format %s: choose from %s" % (", ".join(map(repr, unknown)) or "(none)",
@@ -184,9 +184,21 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                             onnx_export.PACKAGES if "onnx" in formats else ("onnx", "tf2onnx"))
     if "openvino" in formats:
         openvino_export.require("--format openvino")
-    checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    check_fits(model, hparams, checkpoint, "exported")
-    identity = checkpoint_identity(checkpoint)
+    from registry.engine.pinned import Pinned
+    held = Pinned(checkpoint or model_dir, log=log)   # a training run beside it may delete the checkpoint chosen
+    try:
+        check_fits(model, hparams, held.path, "exported", held.original)
+        return _write(model, hparams, model_dir, output, batch_size, held.original, held.path, name, overwrite,
+                      formats, opset, log, max_pixels, onnx_layout)
+    finally:
+        held.close()
+
+
+def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_from, name, overwrite, formats, opset,
+           log, max_pixels, onnx_layout):
+    """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
+    import tensorflow as tf
+    identity = checkpoint_identity(checkpoint, restore_from)
     stale = [fmt for fmt, found in exported_checkpoints(output).items() if fmt not in formats and not
              _same_checkpoint(found, (checkpoint, identity["checkpoint_digest"]))]
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
@@ -208,8 +220,8 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
         log("note: removed %s from %s: they were of %s, not of %s (an export folder holds one checkpoint's "
             "artifacts; export them again with --format %s)" % (", ".join(removed), output,
                                                                 exported_checkpoints(output)[fmt][0], checkpoint, fmt))
-        for name in removed:
-            path = os.path.join(output, name)
+        for artifact in removed:
+            path = os.path.join(output, artifact)
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if os.path.isdir(saved_model) and "tf" in formats:
         shutil.rmtree(saved_model)
@@ -229,9 +241,9 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
+        infos["tf"] = _export_tf(model, hparams, restore_from, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
-        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log,
+        infos["onnx"] = onnx_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET, common, log,
                                           onnx_layout)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:%s\" --output=%s "
             "--soc_version=<your Ascend SoC, e.g. Ascend310>"
@@ -239,7 +251,7 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                                                                        infos["onnx"]["input"]["shape"]),
                os.path.join(output, "model_onnx")))
     if "openvino" in formats:
-        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
+        infos["openvino"] = openvino_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET,
                                                   common, log, onnx_layout)
     return infos
 

@@ -54,9 +54,10 @@ def gpu_available():
 
 
 def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path=None, over_dump=False,
-            profiling_path=None, environ=None, command="train"):
+            profiling_path=None, environ=None, command="train", port=None):
     """Checked settings for `device`; 'auto' is npu when npu_bridge imports, else gpu if TF sees one, else cpu.
-    The NPU ranks come from the launch environment (`environment.read`, for `command`), kept as `launch`."""
+    The NPU ranks and the cluster come from the launch environment (`environment.read`, for `command`; `port`: the
+    Slurm workers' port instead of the one derived from the job), kept as `launch`."""
     if device not in DEVICES:
         raise ZooError("--device must be one of %s, got %r" % (", ".join(DEVICES), device))
     if device == "auto":
@@ -80,7 +81,7 @@ def resolve(device="auto", precision_mode=None, iterations_per_loop=1, dump_path
             raise ZooError("iterations_per_loop, dump and profiling are Ascend NPU settings (device is %s)" % device)
     if iterations_per_loop < 1:
         raise ZooError("iterations_per_loop must be >= 1, got %d" % iterations_per_loop)
-    launch = environment.read(device, command, environ)
+    launch = environment.read(device, command, environ, port)
     return DeviceSettings(device, precision_mode or (npu.DEFAULT_PRECISION if device == "npu" else None),
                           iterations_per_loop, launch.rank_size, launch.rank_id, dump_path, over_dump, profiling_path,
                           launch)
