@@ -137,6 +137,9 @@ def cmd_train(args):
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     argv = sys.argv[1:] if args.argv is None else args.argv
+    if args.workers > 1 and args.replicas > 1:
+        from registry.engine import distribute
+        raise ZooError(distribute.replicas_with_workers_message(args.replicas, args.workers))
     if args.workers > 1:
         from registry.engine import environment, launcher
         environment.check_local_launch(args.device)

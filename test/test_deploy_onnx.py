@@ -7,6 +7,7 @@ import collections
 import contextlib
 import io
 import json
+import re
 import sys
 
 import numpy as np
@@ -250,3 +251,65 @@ def test_a_zero_pad_is_folded_into_a_max_pool_only_after_a_relu():
         assert np.array_equal(got, expected)
         if not with_relu:   # the Pad's zeros win the border windows: MaxPool's own padding would not give them
             assert (expected[..., 0, :] == 0).all() and (expected[..., 1:, 1:] < 0).all()
+
+
+def _another_checkpoint(model_dir, target):
+    """A copy of `model_dir` whose latest checkpoint, model.ckpt-7, holds other weights (each float scaled by 1.01)."""
+    import shutil
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    shutil.copytree(str(model_dir), str(target))
+    reader = tf1.train.load_checkpoint(tf1.train.latest_checkpoint(str(model_dir)))
+    with tf.Graph().as_default():
+        variables = {}
+        for name in reader.get_variable_to_shape_map():
+            value = reader.get_tensor(name)
+            variables[name] = tf1.Variable(value * 1.01 if value.dtype.kind == "f" else value, name=name)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            return tf1.train.Saver(variables).save(sess, str(target / "model.ckpt"), global_step=7)
+
+
+def test_an_export_folder_holds_one_checkpoints_artifacts_and_readers_check_it(exported, monkeypatch, tmp_path,
+                                                                               capsys):
+    """Issue 24: re-exporting --format tf --overwrite over an export of another checkpoint removes its ONNX and
+    OpenVINO files (named); without --overwrite it is refused; perf on a folder that mixes two checkpoints (as an
+    older version left it) refuses it, naming both."""
+    import shutil
+    from registry.engine import perf
+    model_dir, output, _ = exported
+    newer = _another_checkpoint(model_dir, tmp_path / "newer")
+    use_tiny_model(monkeypatch)
+    onnx_only = tmp_path / "onnx_only"
+    shutil.copytree(str(output), str(onnx_only))
+    for name in ("saved_model", "frozen_graph.pb", "export_info.json"):        # the TensorFlow export's files
+        path = onnx_only / name
+        shutil.rmtree(str(path)) if path.is_dir() else path.unlink()
+    assert zoo_run("export", TINY_NAME, "--model_dir", tmp_path / "newer", "--output", onnx_only) == 2
+    err = capsys.readouterr().err
+    assert ("%s holds the export of another checkpoint: model.onnx, onnx_info.json (onnx) is of %s/model.ckpt-0 "
+            "(digest " % (onnx_only, model_dir)) in err and "; this export is of %s. An export folder holds one " \
+        "checkpoint's artifacts: pass --overwrite to replace them (the onnx and openvino files are removed; export " \
+        "them again with --format tf,onnx,openvino), or choose another --output" % newer in err, err
+    assert not (onnx_only / export_mod.EXPORT_INFO).exists()
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(str(output), str(mixed))
+    assert zoo_run("export", TINY_NAME, "--model_dir", tmp_path / "newer", "--output", mixed, "--format", "tf",
+                   "--overwrite") == 0
+    out = capsys.readouterr().out
+    assert ("note: removed model.onnx, onnx_info.json from %s: they were of %s/model.ckpt-0, not of %s (an export "
+            "folder holds one checkpoint's artifacts; export them again with --format onnx)" % (mixed, model_dir, newer)
+            ) in out
+    assert not (mixed / onnx_export.ONNX_FILE).exists() and not (mixed / "openvino").exists()
+    info = json.load(open(str(mixed / export_mod.EXPORT_INFO)))
+    assert (info["checkpoint"], info["checkpoint_step"]) == (newer, 7) and len(info["checkpoint_digest"]) == 16
+
+    shutil.copy(str(output / onnx_export.ONNX_FILE), str(mixed))        # as an older version left a folder
+    shutil.copy(str(output / onnx_export.ONNX_INFO), str(mixed))
+    with pytest.raises(ZooError, match=r"%s mixes the artifacts of two checkpoints: saved_model, frozen_graph\.pb, "
+                                       r"export_info\.json \(tf\) is of %s \(digest [0-9a-f]{16}\); model\.onnx, "
+                                       r"onnx_info\.json \(onnx\) is of %s/model\.ckpt-0 \(digest [0-9a-f]{16}\)\. An "
+                                       r"export folder holds one checkpoint's artifacts" % (
+                                           re.escape(str(mixed)), re.escape(newer), re.escape(str(model_dir)))):
+        perf.artifact(str(mixed), "onnxruntime")

@@ -24,6 +24,19 @@ def test_filter_drops_only_the_records_below_the_level_and_the_absl_header():
         [0, 0, 1, 3, 3, 0]
 
 
+def test_the_cuinit_record_is_dropped_unless_a_gpu_was_asked_for():
+    """TF 2.21 on a CPU machine with CUDA libraries installed (issue 24): the line is noise on a CPU-only run."""
+    cuinit = ("E0000 00:00:1796407349.402000    6257 cuda_executor.cc:1228] failed call to cuInit: INTERNAL: CUDA "
+              "error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+    other = "E0000 00:00:1796407349.402100    6257 loader.cc:99] an error\n"
+    assert tf_import.filter_startup_log(cuinit + other, 2) == other
+    assert tf_import.filter_startup_log(cuinit + other, 2, gpu=True) == cuinit + other
+    assert tf_import.filter_startup_log(cuinit, 0) == cuinit          # TF_CPP_MIN_LOG_LEVEL=0: everything
+    assert [tf_import.gpu_asked(argv) for argv in (["train", "x", "--device", "gpu"], ["train", "--device=gpu"],
+                                                   ["train", "--device", "cpu"], ["train"])] == [True, True, False,
+                                                                                                 False]
+
+
 def _stderr_of_list(zoo_run, level):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=level)
     done = subprocess.run([zoo_run, "list"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -44,6 +44,65 @@ CLASS_NAMES = "class_names.txt"
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 FORMATS = ("tf", "onnx", "openvino")   # tf: SavedModel + frozen graph
+INFO_FILES = collections.OrderedDict([("tf", EXPORT_INFO), ("onnx", onnx_export.ONNX_INFO),
+                                      ("openvino", openvino_export.INFO)])
+ARTIFACTS = {"tf": (SAVED_MODEL_DIR, FROZEN_GRAPH, EXPORT_INFO), "onnx": (onnx_export.ONNX_FILE, onnx_export.ONNX_INFO),
+             "openvino": (openvino_export.MODEL_DIR, openvino_export.INFO)}
+
+
+def checkpoint_identity(checkpoint, files=None):
+    """{'checkpoint_step', 'checkpoint_digest'} of a checkpoint prefix: its step (from the name, None without one)
+    and 16 hex digits of the SHA-1 of its .index file (read from the prefix `files`, e.g. a pinned copy, when
+    given), which holds every tensor's checksum, so that two checkpoints of the same name with other weights (a
+    model dir trained again) differ."""
+    import hashlib
+    import re
+    step = re.search(r"-(\d+)$", checkpoint)
+    try:
+        with open((files or checkpoint) + ".index", "rb") as f:
+            digest = hashlib.sha1(f.read()).hexdigest()[:16]
+    except OSError:
+        digest = None
+    return collections.OrderedDict([("checkpoint_step", int(step.group(1)) if step else None),
+                                    ("checkpoint_digest", digest)])
+
+
+def exported_checkpoints(export_dir):
+    """{format: (checkpoint, digest or None)} of the formats whose info file is in `export_dir`."""
+    found = collections.OrderedDict()
+    for fmt, name in INFO_FILES.items():
+        path = os.path.join(export_dir, name)
+        if os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    info = json.load(f)
+            except (OSError, ValueError):
+                continue
+            found[fmt] = (info.get("checkpoint"), info.get("checkpoint_digest"))
+    return found
+
+
+def _same_checkpoint(a, b):
+    """Whether two (checkpoint, digest) pairs name the same checkpoint (by digest when both have one)."""
+    return a[1] == b[1] if a[1] and b[1] else a[0] == b[0]
+
+
+def _describe(export_dir, fmt, identity):
+    return "%s (%s) is of %s%s" % (", ".join(n for n in ARTIFACTS[fmt] if os.path.exists(os.path.join(export_dir, n))),
+                                   fmt, identity[0], " (digest %s)" % identity[1] if identity[1] else "")
+
+
+def check_one_checkpoint(export_dir):
+    """Raises a ZooError when the artifacts in `export_dir` are of two or more checkpoints (an export folder holds
+    one checkpoint's: every reader of an export dir calls this)."""
+    found = exported_checkpoints(export_dir)
+    first = next(iter(found.items()), None)
+    mixed = [fmt for fmt, identity in found.items() if not _same_checkpoint(identity, first[1])]
+    if mixed:
+        raise ZooError("%s mixes the artifacts of two checkpoints: %s. An export folder holds one checkpoint's "
+                       "artifacts: export again into it with --overwrite and every --format you use, or into an empty "
+                       "--output" % (export_dir, "; ".join(_describe(export_dir, fmt, identity)
+                                                          for fmt, identity in found.items())))
 
 
 def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS):
@@ -155,6 +214,9 @@ def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_fr
            log, max_pixels, onnx_layout, precision, calibration_data, max_accuracy_drop, calibration_images):
     """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
     import tensorflow as tf
+    identity = checkpoint_identity(checkpoint, restore_from)
+    stale = [fmt for fmt, found in exported_checkpoints(output).items() if fmt not in formats and not
+             _same_checkpoint(found, (checkpoint, identity["checkpoint_digest"]))]
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
                "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
@@ -162,6 +224,21 @@ def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_fr
     existing = [path for f in formats for path in targets[f] if os.path.exists(path)]
     if existing and not overwrite:
         raise ZooError("%s already exists: choose another --output or pass --overwrite" % existing[0])
+    if stale and not overwrite:
+        raise ZooError("%s holds the export of another checkpoint: %s; this export is of %s. An export folder holds "
+                       "one checkpoint's artifacts: pass --overwrite to replace them (the %s files are removed; "
+                       "export them again with --format %s), or choose another --output" % (
+                           output, "; ".join(_describe(output, fmt, exported_checkpoints(output)[fmt])
+                                             for fmt in stale), checkpoint, " and ".join(stale),
+                           ",".join(list(formats) + stale)))
+    for fmt in stale:
+        removed = [n for n in ARTIFACTS[fmt] if os.path.exists(os.path.join(output, n))]
+        log("note: removed %s from %s: they were of %s, not of %s (an export folder holds one checkpoint's "
+            "artifacts; export them again with --format %s)" % (", ".join(removed), output,
+                                                                exported_checkpoints(output)[fmt][0], checkpoint, fmt))
+        for artifact in removed:
+            path = os.path.join(output, artifact)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if os.path.isdir(saved_model) and "tf" in formats:
         shutil.rmtree(saved_model)
     paths.make_dir(output, "--output")
@@ -173,6 +250,8 @@ def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_fr
         with open(labels_path, "w") as f:
             f.write("".join(n + "\n" for n in names))
     common = collections.OrderedDict([("model", name or repr(model)), ("checkpoint", checkpoint),
+                                      ("checkpoint_step", identity["checkpoint_step"]),
+                                      ("checkpoint_digest", identity["checkpoint_digest"]),
                                       ("tensorflow", tf.__version__), ("class_names", labels_path),
                                       ("labels_source", source), ("hparams", hparams)])
     log("Exported %s" % checkpoint)

@@ -221,3 +221,11 @@ def exit_worker(code):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def replicas_with_workers_message(replicas, workers):
+    """The refusal of `--replicas` with several workers (`--workers` or a TF_CONFIG cluster): each worker of a
+    MultiWorkerMirroredStrategy run trains one replica, and nesting replicas inside workers is not supported."""
+    return ("--replicas %d with %d workers is not supported: each worker trains one replica (the global batch is "
+            "batch_size x workers). For %d replicas in all, run --workers %d, or --replicas %d in one process"
+            % (replicas, workers, replicas * workers, replicas * workers, replicas * workers))

@@ -106,6 +106,7 @@ def artifact(export_dir, runtime, precision=None):
         raise ZooError("%s has no %s with its %s: write them with `zoo-run export NAME --model_dir MODEL_DIR "
                        "--output %s --format %s`" % (export_dir, os.path.basename(path), os.path.basename(info_file),
                                                      export_dir, fmt))
+    export_mod.check_one_checkpoint(export_dir)
     with open(info_file) as f:
         info = json.load(f)
     fixed = info["frozen_graph"]["input"]["shape"][0] if runtime == "tf" else None

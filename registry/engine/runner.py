@@ -159,12 +159,19 @@ def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=No
     return record
 
 
-def _check_hparams_change(model_dir, hparams, log):
+def _check_hparams_change(model_dir, hparams, log, settings=None):
+    """Notes the hparams, and the --precision_mode (from run_summary.json), that differ from the previous run's."""
     saved = results.read_json_or_none(model_dir, results.HPARAMS_FILE, log)
     if saved and saved != hparams:
         changed = sorted(k for k in set(saved) | set(hparams) if saved.get(k) != hparams.get(k))
         log("note: hparams differ from this model dir's previous run: %s"
             % ", ".join("%s %r -> %r" % (k, saved.get(k), hparams.get(k)) for k in changed))
+    summary = results.read_json_or_none(model_dir, results.RUN_SUMMARY, _silent) if settings else None
+    if summary and "precision_mode" in summary and summary["precision_mode"] != settings.precision_mode:
+        log("note: --precision_mode differs from this model dir's previous run: %s -> %s (the checkpoint's float32 "
+            "weights carry over; the loss scale and the compute precision follow the new mode)"
+            % (summary["precision_mode"] or "float32 (the default)", settings.precision_mode or
+               "float32 (the default)"))
 
 
 def _eval_interval(plan, eval_every_epochs, last_step, settings):
@@ -173,8 +180,12 @@ def _eval_interval(plan, eval_every_epochs, last_step, settings):
 
 
 def _eval_steps(plan, start_step, eval_every_epochs, last_step, settings):
+    """The global steps after `start_step` to evaluate at: every `eval_every_epochs` epochs, and `last_step`. They
+    are counted from the step where a run of this global batch would have started (`plan.offset`), so that after a
+    resume with another global batch they stay on the epoch boundaries (registry.engine.segments)."""
     every = _eval_interval(plan, eval_every_epochs, last_step, settings)
-    targets = list(range(every, last_step, every)) + [last_step]
+    origin = int(round(plan.offset))
+    targets = list(range(origin + every, last_step, every)) + [last_step]
     return [t for t in targets if t > start_step]
 
 
@@ -199,6 +210,8 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
         eval_every_epochs = hparams.get("eval_every_epochs")
     cluster = settings.launch.cluster if settings.launch else None
+    if cluster and replicas > 1:
+        raise ZooError(distribute.replicas_with_workers_message(replicas, len(cluster.workers)))
     resume_command = resume_command or "the same command" + (" on every worker" if cluster else "")
     chief = cluster is None or cluster.index == 0   # the chief alone writes the model dir: it holds its lock
     lock = model_dir_lock.ModelDirLock(model_dir, resume_command, log) if chief else contextlib.nullcontext()
@@ -262,7 +275,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
     if chief:
-        _prepare_model_dir(model_dir, hparams, data_path, log)
+        _prepare_model_dir(model_dir, hparams, data_path, log, settings)
     latest, restore_dir = resume_point(model_dir, cluster, say, chief)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
@@ -508,7 +521,7 @@ def check_epoch_size(hparams, data_path, log):
                 hparams["num_train_images"], written))
 
 
-def _prepare_model_dir(model_dir, hparams, data_path, log):
+def _prepare_model_dir(model_dir, hparams, data_path, log, settings=None):
     """The chief's start: data checks, a writable model dir, and what a process that died there left: temporary
     files are removed, a train log or eval history cut off mid-record is repaired (each with a note). The run's
     records are written once it has started (_write_run_records)."""
@@ -528,7 +541,7 @@ def _prepare_model_dir(model_dir, hparams, data_path, log):
         note = results.repair_jsonl(model_dir, name)
         if note:
             log(note)
-    _check_hparams_change(model_dir, hparams, log)
+    _check_hparams_change(model_dir, hparams, log, settings)
 
 
 def _write_run_records(model_dir, hparams, data_path, schedule_segments):
