@@ -54,6 +54,7 @@ class StopRequests(object):
     def __init__(self):
         self.signum = None
         self.by_peer = False   # the signal came to another process of the job (agreed_hook)
+        self._received = 0     # signals to this process
         self._in_session = False
         self._agreed = False
         self._previous = {}
@@ -79,8 +80,9 @@ class StopRequests(object):
                 signal.signal(signum, self._handle)
 
     def _handle(self, signum, frame):
-        if (self._in_session or self._agreed) and self.signum is None:
-            self.signum = signum
+        self._received += 1
+        if (self._in_session or self._agreed) and self._received == 1:
+            self.signum = self.signum or signum   # already set when a peer's signal stopped the job first
             return
         self.signum = self.signum or signum
         raise Interrupted(signum)
