@@ -71,7 +71,7 @@ def _start(hosts, workers, zoo_run, model_dir, outputs, tag):
         with open(str(outputs / ("%s-worker-%d.out" % (tag, index))), "w") as out:
             processes.append(host.popen(
                 [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir),
-                 "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "300"],
+                 "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "600"],
                 env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
                 stdout=out, stderr=subprocess.STDOUT))
     return processes
