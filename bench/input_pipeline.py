@@ -40,7 +40,7 @@ def make_photos(out, count, seed=0, shards=8):
     sizes = []
     for i in range(count):
         k = i % len(samples.images)
-        name = os.path.splitext(samples.filenames[k])[0] if hasattr(samples, "filenames") else str(k)
+        name = os.path.splitext(os.path.basename(samples.filenames[k]))[0] if hasattr(samples, "filenames") else str(k)
         photo = Image.fromarray(samples.images[k])
         w, h = photo.size
         portrait = rng.rand() < 0.25
@@ -84,11 +84,12 @@ def _rate(fetch, batch, seconds, warmup_batches, session_config):
         return n * batch / (time.time() - start)
 
 
-def decode_rate(jpegs, batch, seconds, threads, session_config):
+def decode_rate(jpegs, batch, seconds, threads, session_config, dct_method=""):
     import tensorflow as tf
     with tf.Graph().as_default():
         data = tf.data.Dataset.from_tensor_slices(tf.constant(jpegs)).repeat()
-        data = data.map(lambda b: tf.shape(tf.image.decode_jpeg(b, channels=3))[0], num_parallel_calls=threads)
+        data = data.map(lambda b: tf.shape(tf.image.decode_jpeg(b, channels=3, dct_method=dct_method))[0],
+                        num_parallel_calls=threads)
         data = data.batch(batch).prefetch(2)
         fetch = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
         return _rate(fetch, batch, seconds, 5, session_config)
@@ -151,6 +152,8 @@ def run(args):
     print("%d images in %d files, %d cores, batch %d, image_size %d, data_threads %d, %d rounds of %.0f s each"
           % (len(jpegs), len(files), cores, args.batch_size, args.image_size, args.data_threads, args.rounds,
              args.seconds))
+    if args.compare_dct:
+        return compare_dct(args, jpegs, hparams, cores, config)
     decode, full = [], []
     for r in range(args.rounds):
         decode.append(decode_rate(jpegs, args.batch_size, args.seconds, cores, config))
@@ -166,6 +169,30 @@ def run(args):
     print("bare JPEG decode : %7.1f images/sec (best of %d)" % (best_decode, args.rounds))
     print("train pipeline   : %7.1f images/sec (best of %d) = %.0f%% of the decode rate"
           % (best_full, args.rounds, 100.0 * best_full / best_decode))
+    return 0
+
+
+def compare_dct(args, jpegs, hparams, cores, config):
+    """The train pipeline and the bare decode with the fast and the accurate integer DCT (train_dct_method), in
+    alternating rounds (the order flips each round); prints each round's accurate / fast ratios and their median."""
+    import statistics
+    methods = ("INTEGER_FAST", "INTEGER_ACCURATE")
+    ratios = {"decode": [], "pipeline": []}
+    for r in range(args.rounds):
+        rates = {}
+        for method in methods if r % 2 == 0 else methods[::-1]:
+            rates["decode", method] = decode_rate(jpegs, args.batch_size, args.seconds, cores, config,
+                                                  "" if method == "INTEGER_FAST" else method)
+            rates["pipeline", method] = pipeline_rate(args.data_path, dict(hparams, train_dct_method=method),
+                                                      args.seconds, config)
+        for kind in ratios:
+            ratios[kind].append(rates[kind, methods[1]] / rates[kind, methods[0]])
+        print("round %d: bare decode fast %7.1f accurate %7.1f (x%.3f)   train pipeline fast %7.1f accurate %7.1f "
+              "(x%.3f) images/sec" % (r + 1, rates["decode", methods[0]], rates["decode", methods[1]],
+                                      ratios["decode"][-1], rates["pipeline", methods[0]],
+                                      rates["pipeline", methods[1]], ratios["pipeline"][-1]))
+    print("accurate / fast, median of %d rounds: bare decode x%.3f, train pipeline x%.3f"
+          % (args.rounds, statistics.median(ratios["decode"]), statistics.median(ratios["pipeline"])))
     return 0
 
 
@@ -187,6 +214,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data_threads", type=int, default=0,
                    help="the data_threads hparam: 0 one preprocess call per core, -1 tf.data AUTOTUNE, N")
+    p.add_argument("--compare_dct", action="store_true",
+                   help="time the fast and the accurate integer DCT (train_dct_method) in alternating rounds")
     p.add_argument("--stages", action="store_true", help="also time the pipeline cut after crop and after resize")
     args = parser.parse_args(argv)
     if args.command == "make-photos":

@@ -34,6 +34,8 @@ _DEFAULT_HPARAMS = {
     "label_offset": 1,                # TF-slim ImageNet labels are 1..1000, 0 is background
     "crop_area_min": 0.08,            # Inception-style distorted crop
     "random_flip": True,
+    "color_jitter": 0.0,              # torchvision ColorJitter strength for brightness, contrast, saturation; 0: off
+    "train_dct_method": "INTEGER_FAST",  # JPEG DCT of training crops; eval always decodes as Pillow (ACCURATE)
     "eval_resize": "square",          # square: resize to 256x256 (the seed); aspect: short side 256
     "eval_crop_fraction": 0.875,      # 224 / 256
     "input_channel_order": "rgb",     # rgb | bgr (the official Megvii weights were trained on BGR)
@@ -45,17 +47,26 @@ _DEFAULT_HPARAMS = {
     "eval_every_epochs": 5.0,
     "save_checkpoints_steps": 5000,
     "keep_checkpoint_max": 5,
+    "bn_recalibration_epochs": 0.0,   # > 0: a final BN pass at lr 0 after the schedule (registry.engine.recalibration)
     # network implementation
     "grouped_conv_impl": "auto",      # auto | split | block_diagonal | native
     "channel_shuffle_impl": "auto",   # auto (reshape) | reshape | slices
 }
 
+MEGVII_ITERATIONS = 300000   # train.py --total-iters
+
 _PRESETS = {
-    # Megvii's official recipe: global batch 1024, lr 0.5 with linear decay, wd 4e-5, 240 epochs. As written it
-    # is that recipe on one device; on N devices set batch_size=1024/N (batch_size and the lr scaling are per
-    # replica: the global batch is batch_size * N and the peak lr scales with it).
+    # Megvii's ShuffleNetV1/train.py, line by line in docs/megvii_recipe.md: global batch 1024, lr 0.5 decayed
+    # linearly per iteration to 0 over 300,000 iterations (300000 / 1251 epochs of 1251 steps), SGD momentum 0.9,
+    # wd 4e-5 on conv/FC weights only, label smoothing 0.1, ColorJitter 0.4, BGR 0..255 without mean/std, eval
+    # OpencvResize(256) + CenterCrop(224), then one epoch of BN recalibration. As written it is that recipe on one
+    # device; on N devices set batch_size=1024/N (the global batch is batch_size * N and the peak lr scales).
     "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
-               "weight_decay": 4e-5, "label_smoothing": 0.1, "epochs": 240.0},
+               "warmup_epochs": 0.0, "epochs": MEGVII_ITERATIONS / float(1281167 // 1024), "momentum": 0.9,
+               "weight_decay": 4e-5, "weight_decay_on_bn": False, "label_smoothing": 0.1, "crop_area_min": 0.08,
+               "random_flip": True, "color_jitter": 0.4, "input_channel_order": "bgr", "input_normalization": "none",
+               "eval_resize": "aspect", "eval_crop_fraction": 0.875, "train_dct_method": "INTEGER_ACCURATE",
+               "bn_recalibration_epochs": 1.0},
     # The bundled digits (registry.data.demo): about 99% held-out top-1 in a few minutes on 2 CPU cores.
     # A peak lr above ~0.03 at batch 64 destabilises the reference init (first conv std 0.01 under BN).
     # Transforms: a mild crop, no flip, no centre crop at eval (the digits fill the frame).

@@ -192,6 +192,27 @@ def cmd_eval(args):
     return 0 if record else 1
 
 
+def cmd_recalibrate_bn(args):
+    from registry.engine import results
+    paths.require_dir(args.model_dir, "model dir")
+    if not args.epochs > 0:
+        raise ZooError("--epochs must be > 0 (epochs of the train split), got %r; Megvii's recipe uses 1"
+                       % args.epochs)
+    saved = results.read_json(args.model_dir, results.HPARAMS_FILE) or {}
+    model, params, data_path = _resolve_run(args, saved=saved)
+    _quiet_tensorflow()
+    from registry.engine import interrupts, recalibration, runner
+    runner.check_data(params, data_path, print, epoch_size=False)
+    try:
+        record = runner.recalibrate_bn(model, params, data_path, args.model_dir, args.epochs)
+    except interrupts.Interrupted as stopped:
+        print("zoo-run recalibrate-bn: %s" % stopped, file=sys.stderr)
+        return stopped.exit_status
+    print("wrote %s (%s); records in %s" % (record.get("checkpoint"), recalibration.describe(record),
+                                            os.path.join(args.model_dir, recalibration.RECORD)))
+    return 0
+
+
 def cmd_perf(args):
     import json
     model = discovery.get_model(args.name)
@@ -347,6 +368,23 @@ def build_parser():
     add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
     add_device_arguments(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("recalibrate-bn", help="BN recalibration of a trained model: moving statistics averaged "
+                                              "over a pass at learning rate 0",
+                       description="Runs the network's training graph over --epochs epochs of the train split "
+                                   "without changing any weight, making each batch-norm moving statistic the plain "
+                                   "average of the pass's batch statistics (the last phase of Megvii's recipe; the "
+                                   "bn_recalibration_epochs hparam runs it at the end of `zoo-run train`). Writes "
+                                   "a new checkpoint in the model dir, evaluates it and the one it started from, "
+                                   "and records both in bn_recalibration.json, eval_history.jsonl and "
+                                   "run_summary.json. Rerunning the command resumes a stopped pass.")
+    p.add_argument("name", help="registered model name")
+    p.add_argument("--model_dir", type=paths.expand, required=True, help="the training run's directory")
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs of the train split (default 1)")
+    p.add_argument("--data_path", type=paths.expand,
+                   help="directory of TF-slim TFRecords (default: the bundled demo data)")
+    add_hparam_arguments(p, preset=False)  # the model dir's hparams.json is the base
+    p.set_defaults(func=cmd_recalibrate_bn)
 
     p = sub.add_parser("perf", help="training and inference images/sec, batch-1 latency (synthetic or real data)",
                        description="Times training steps (the same graph as `zoo-run train`) and inference of the "

@@ -101,8 +101,11 @@ def load_plugin(name, published=None):
     if clash:
         return Plugin(name, " | ".join(p.target for p in published[name]), None, clash, True)
     failures = []
-    manager = _manager([name], on_failure=lambda _manager, _ep, err: failures.append(err))
     target = _target(entry_points[name])
+    try:
+        manager = _manager([name], on_failure=lambda _manager, _ep, err: failures.append(err))
+    except SystemExit as err:   # stevedore catches Exception only; a plugin's sys.exit must not end `zoo-run`
+        return Plugin(name, target, None, "import failed: it called sys.exit(%r) while being imported" % (err.code,))
     if failures or name not in manager.names():
         err = failures[0] if failures else "could not be loaded"
         return Plugin(name, target, None, "import failed: %s: %s" % (type(err).__name__, err))

@@ -8,6 +8,7 @@ YAML file, `--set`) is refused naming the key, the value, the range and where th
 import math
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
+DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE")   # JPEG decoding (registry.data.transforms)
 
 
 class Range(object):
@@ -77,6 +78,9 @@ ENGINE_RANGES = {
     "label_offset": Range(0),
     "shuffle_buffer": Range(0, note="0 or 1: no shuffling"),
     "data_threads": Range(-1, note="0: one per usable core, -1: tf.data AUTOTUNE"),
+    "color_jitter": Range(0, 1, note="torchvision's ColorJitter strength (factors in [1-s, 1+s]); 0: off"),
+    "train_dct_method": OneOf(DCT_METHODS, note="INTEGER_ACCURATE decodes JPEGs as Pillow does"),
+    "bn_recalibration_epochs": Range(0, note="0: no BN recalibration pass after the schedule"),
 }
 
 

@@ -5,16 +5,37 @@ raise "not available with Keras 3", and a Keras 3 `BatchNormalization` built ins
 moving statistics (it adds nothing to `UPDATE_OPS`). These helpers build the same variables, with the same names,
 on every TensorFlow from 1.15 to 2.21, so checkpoints written by `tf.compat.v1.layers` keep loading.
 """
+import contextlib
+
 import tensorflow as tf
 
 tf1 = tf.compat.v1
 
+_recalibration = []   # the iteration tensor of the innermost `recalibrating` block (graph building is one thread)
+
+
+@contextlib.contextmanager
+def recalibrating(iteration):
+    """Within the block, `batch_norm(..., is_training=True)` updates its moving statistics with weight 1 /
+    `iteration` (a float32 scalar tensor, 1 at a pass's first batch) instead of 1 - momentum, so after n batches
+    each is the plain average of the n batch statistics (Megvii's final BN pass sets PyTorch's momentum to
+    1 / iteration). Yields a list to which each batch_norm built inside appends its name."""
+    built = []
+    _recalibration.append((iteration, built))
+    try:
+        yield built
+    finally:
+        _recalibration.pop()
+
 
 def _moving_average_update(variable, value, momentum):
-    """variable -= (variable - value) * (1 - momentum): the update `tf.layers.batch_normalization` makes."""
+    """variable -= (variable - value) * (1 - momentum): the update `tf.layers.batch_normalization` makes (inside
+    `recalibrating(iteration)`: * 1 / iteration)."""
     with tf1.name_scope(None, "AssignMovingAvg", [variable, value]) as scope:
-        # 1 - momentum in float32, as the layer computed it (1 - 0.9f = 0.100000024, not 0.1f).
-        decay = tf.subtract(1.0, tf.constant(momentum, variable.dtype.base_dtype), name="decay")
+        if _recalibration:
+            decay = tf.math.reciprocal(tf.cast(_recalibration[-1][0], variable.dtype.base_dtype), name="decay")
+        else:   # 1 - momentum in float32, as the layer computed it (1 - 0.9f = 0.100000024, not 0.1f).
+            decay = tf.subtract(1.0, tf.constant(momentum, variable.dtype.base_dtype), name="decay")
         return tf1.assign_sub(variable, (variable - tf.cast(value, variable.dtype.base_dtype)) * decay, name=scope)
 
 
@@ -29,7 +50,8 @@ def batch_norm(x, is_training, name, momentum=0.99, epsilon=1e-3, gamma_initiali
         False normalises with the moving statistics.
       name: variable scope of the four variables `gamma`, `beta` (trainable) and `moving_mean`,
         `moving_variance` (not trainable), all float32 [C] whatever x's dtype.
-      momentum: moving = momentum * moving + (1 - momentum) * batch statistic (PyTorch's momentum 0.1 is 0.9 here).
+      momentum: moving = momentum * moving + (1 - momentum) * batch statistic (PyTorch's momentum 0.1 is 0.9 here);
+        inside `recalibrating(iteration)` the weight of the batch statistic is 1 / iteration instead.
       epsilon: added to the variance. `tf.nn.fused_batch_norm` raises anything below 1.001e-5 to 1.001e-5
         (cuDNN's minimum), as it did inside the layer.
       gamma_initializer, beta_initializer: default ones and zeros.
@@ -56,6 +78,8 @@ def batch_norm(x, is_training, name, momentum=0.99, epsilon=1e-3, gamma_initiali
                                               is_training=False)
             return y
         y, mean, variance = tf1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
+        if _recalibration:
+            _recalibration[-1][1].append(moving_mean.op.name.rsplit("/", 1)[0])
         tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, _moving_average_update(moving_mean, mean, momentum))
         tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, _moving_average_update(moving_variance, variance, momentum))
         return y

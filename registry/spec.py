@@ -37,7 +37,8 @@ EVAL, PREDICT below ('train', 'eval', 'infer': the strings tf.estimator.ModeKeys
 for it keep working). The engine also reads these keys when present (defaults in brackets):
 base_batch_size [batch_size], lr_schedule [cosine], warmup_epochs [0], momentum [0.9], nesterov
 [False], weight_decay [0], weight_decay_on_bn [False], label_smoothing [0], eval_every_epochs [at the
-end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded],
+end only], save_checkpoints_steps [5000], keep_checkpoint_max [5], seed [-1: unseeded], bn_recalibration_epochs
+[0: none, registry.engine.recalibration],
 num_eval_images (synthetic eval), label_offset [1] (class names); `registry.data.classification`
 reads label_offset, shuffle_buffer, data_threads and seed. Each of these keys has a range
 (registry.hparam_ranges), checked when the hparams are resolved.
@@ -141,6 +142,35 @@ def contract_problems(obj):
     if not isinstance(convention, (tuple, list)) or not all(isinstance(k, str) for k in convention):
         problems.append("`input_convention_hparams` must be a tuple of hparam names, got %r" % (convention,))
     return problems
+
+
+def _dims(tensor):
+    """The static dims of a tensor as ints or None (TF 1.15's Dimension or TF 2's int), or None for unknown rank."""
+    shape = getattr(tensor, "shape", None)
+    if shape is None or getattr(shape, "ndims", 0) is None:
+        return None
+    return [getattr(d, "value", d) for d in shape]
+
+
+def build_logits(model, images, is_training, hparams):
+    """`model.build_model(images, is_training, hparams)`, checked against the contract: logits [N, num_classes]
+    for images [N, S, S, 3]. Raises a ContractError naming the plugin and the shapes, before TensorFlow fails on
+    them somewhere further on (a raw "Shapes (64, 11) and (64, 10)" in the loss). Shapes unknown when the graph
+    is built are not checked."""
+    logits = model.build_model(images, is_training, hparams)
+    dims, batch = _dims(logits), _dims(images)
+    batch = batch[0] if batch else None
+    classes = int(hparams["num_classes"])
+    if dims is None:
+        return logits
+    if len(dims) != 2 or dims[1] not in (None, classes) or (None not in (dims[0], batch) and dims[0] != batch):
+        name = getattr(model, "name", None) or type(model).__name__
+        raise ContractError(name, ["build_model returned logits of shape [%s] for %s images; the contract is "
+                                   "[N, num_classes] = [%s, %d] (num_classes from the hparams). Fix the plugin's "
+                                   "last layer to give num_classes outputs, or set num_classes to what it gives"
+                                   % (", ".join("?" if d is None else str(d) for d in dims),
+                                      "?" if batch is None else batch, "N" if batch is None else batch, classes)])
+    return logits
 
 
 def validate(name, obj):

@@ -82,6 +82,7 @@ def broken_plugins(tmp_path):
     (dist / "entry_points.txt").write_text(textwrap.dedent("""\
         [modelzoo.models]
         aaa_missing_module = zoo_no_such_module:MODEL
+        aaa_exits = zoo_test_exits:MODEL
         aaa_bad_contract = zoo_test_plugin:INCOMPLETE
         aaa_working = zoo_test_plugin:WORKING
         """))
@@ -98,7 +99,9 @@ def broken_plugins(tmp_path):
 
         INCOMPLETE = Incomplete()
         """))
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    (tmp_path / "zoo_test_exits.py").write_text("import sys\nsys.exit(1)  # a script's habit, at import\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path)] + [p for p in [os.environ.get("PYTHONPATH")]
+                                                                         if p]))
     return env
 
 
@@ -110,9 +113,11 @@ def test_list_shows_broken_plugins_and_the_rest_still_work(zoo_run, broken_plugi
     assert "BROKEN" in lines["aaa_missing_module"] and "No module named 'zoo_no_such_module'" in lines[
         "aaa_missing_module"]
     assert "BROKEN" in lines["aaa_bad_contract"] and "missing build_model" in lines["aaa_bad_contract"]
+    assert "BROKEN" in lines["aaa_exits"] and "import failed: it called sys.exit(1) while being imported" in lines[
+        "aaa_exits"]
     assert "Func:" in lines["aaa_working"] and "BROKEN" not in lines["aaa_working"]
     assert "Func:" in lines["shufflenetv1_g3"]
-    assert "%d network(s) registered, 2 broken." % (len(discovery.model_names()) + 3) in out.stdout
+    assert "%d network(s) registered, 3 broken." % (len(discovery.model_names()) + 4) in out.stdout
 
 
 def test_using_a_broken_plugin_is_a_clear_error(zoo_run, broken_plugins):

@@ -36,7 +36,9 @@ import traceback
 
 from registry import native_stderr, paths
 from registry.data import images, tfrecord
-from registry.errors import DataError
+from registry.data import walk as walk_module
+from registry.engine import storage
+from registry.errors import DataError, ZooError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
                     ".heif", ".avif")
@@ -45,16 +47,19 @@ JPEG_QUALITY = 95
 
 Entry = collections.namedtuple("Entry", "path synset")
 Ignored = collections.namedtuple("Ignored", "path reason files")
-Listing = collections.namedtuple("Listing", "entries ignored classes")
+Listing = collections.namedtuple("Listing", "entries ignored classes links", defaults=((),))
 Listing.__doc__ = """entries: [Entry] to convert; ignored: [Ignored] (a path, why, how many files it stands for);
-classes: every class name of the layout (class folders without images included)."""
+classes: every class name of the layout (class folders without images included); links: [walk.Link] met under SRC
+(followed or not, and why)."""
 BuildResult = collections.namedtuple(
     "BuildResult", "out split num_shards written skipped converted labels report_path shards_reused ignored "
-                   "empty_classes colour_converted")
+                   "empty_classes colour_converted links duplicates")
 BuildResult.__doc__ = """written: images in the records; skipped: [(path, reason)]; converted: {kind: count} of the
 re-encoded images; labels: {class name: id}; shards_reused: complete shards found from an earlier run; ignored:
 [(path, reason)] of files that are not images; empty_classes: class names with no image written (they keep their
-ids); colour_converted: {ICC profile description: count} of the images converted to sRGB."""
+ids); colour_converted: {ICC profile description: count} of the images converted to sRGB; links: [(path, what was
+done and why)] of the links under SRC; duplicates: [[(class, path), ...]] of the images whose bytes are identical
+under two or more classes (a note, not an error). Paths are `walk.printable`."""
 
 
 # ---------------------------------------------------------------------------------------------- listing
@@ -72,50 +77,45 @@ def _hidden(path):
     return _folder(path, "hidden folder") if os.path.isdir(path) else Ignored(path, "hidden file", 1)
 
 
-def _scan(folder, recursive):
-    """(sorted candidate image paths, [Ignored]) of the files in `folder` (and below it when `recursive`)."""
-    candidates, ignored, seen = [], [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:                                   # a symlink loop
-            dirs[:] = []
-            continue
-        seen.add(real)
-        for d in sorted(dirs):
-            if d.startswith("."):
-                ignored.append(_hidden(os.path.join(root, d)))
-            elif not recursive:
-                ignored.append(_folder(os.path.join(root, d), "a sub-folder of a flat SRC"))
-        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            if name.startswith("."):
-                ignored.append(_hidden(path))
-            elif _is_candidate(path):
-                candidates.append(path)
-            else:
-                ignored.append(Ignored(path, "not an image (neither its name nor its content is)", 1))
-        if not recursive:
-            break
-    return sorted(candidates), ignored
+def _scan(folder, recursive, walk=None, name=None):
+    """(sorted candidate image paths, [Ignored]) of the files in `folder` (and below it when `recursive`);
+    `walk`: the SourceWalk of SRC (its links are noted there), `name`: the class `folder` belongs to."""
+    walk = walk or walk_module.SourceWalk(folder)
+    candidates, ignored = [], []
+    hidden = lambda path: ignored.append(_hidden(path))   # noqa: E731
+    flat = lambda path: ignored.append(_folder(path, "a sub-folder of a flat SRC"))   # noqa: E731
+    for path in walk.files(folder, name, recursive, on_hidden=hidden, on_folder=flat):
+        if _is_candidate(path):
+            candidates.append(path)
+        else:
+            ignored.append(Ignored(path, "not an image (neither its name nor its content is)", 1))
+    return candidates, ignored
 
 
 def list_class_folders(src):
-    """Listing of SRC/<class>/<image> (files below a class folder belong to it), sorted by class then path."""
+    """Listing of SRC/<class>/<image> (files below a class folder belong to it), sorted by class then path.
+    Class names are `walk.printable` (a name that is not UTF-8 is escaped); every real file is listed once, for
+    the class whose folder holds it (SourceWalk)."""
     names = sorted(os.listdir(src))
-    classes = [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(src, n))]
+    folders = {n: os.path.join(src, n) for n in names if not n.startswith(".") and os.path.isdir(os.path.join(src, n))}
+    walk = walk_module.SourceWalk(src, folders)
     entries, ignored = [], []
     for name in names:
         path = os.path.join(src, name)
         if name.startswith("."):
             ignored.append(_hidden(path))
-        elif name not in classes:
+        elif name not in folders:
             ignored.append(Ignored(path, "not in a class folder (the layout is SRC/<class>/<image>)", 1))
-    for synset in classes:
-        candidates, skipped = _scan(os.path.join(src, synset), recursive=True)
+    for name, folder in sorted(folders.items()):
+        problem = os.path.islink(folder) and walk.class_folder_problem(name, folder)
+        if problem:
+            walk.links.append(walk_module.Link(folder, os.path.realpath(folder), False, problem + ": not followed"))
+            continue
+        candidates, skipped = _scan(folder, True, walk, name)
+        synset = walk_module.printable(name)
         entries.extend(Entry(path, synset) for path in candidates)
         ignored.extend(skipped)
-    return Listing(entries, ignored, classes)
+    return Listing(entries, ignored, [walk_module.printable(n) for n in sorted(folders)], walk.links)
 
 
 def read_label_lines(labels_file):
@@ -134,7 +134,8 @@ def list_flat_with_labels(src, labels_file):
     if not lines:
         raise DataError("labels file %s is empty; it needs one class per image" % labels_file)
     listed = "," in lines[0]                            # filename,label CSV (file names may have folders)
-    candidates, ignored = _scan(src, recursive=listed)
+    walk = walk_module.SourceWalk(src)
+    candidates, ignored = _scan(src, listed, walk)
     if listed:
         rows = list(csv.reader(lines))
         if [c.strip().lower() for c in rows[0][:2]] == ["filename", "label"]:
@@ -152,13 +153,13 @@ def list_flat_with_labels(src, labels_file):
         ignored = [i for i in ignored if os.path.normpath(i.path) not in in_file]
         ignored += [Ignored(p, "not listed in the labels file %s" % labels_file, 1) for p in candidates
                     if os.path.normpath(p) not in in_file]
-        return Listing(entries, ignored, sorted(set(e.synset for e in entries)))
+        return Listing(entries, ignored, sorted(set(e.synset for e in entries)), walk.links)
     if len(candidates) != len(lines):
         raise DataError("labels file %s has %d lines but %s holds %d images; it needs exactly one class per "
                         "image, in sorted file-name order (or use filename,label CSV lines)"
                         % (labels_file, len(lines), src, len(candidates)))
     entries = [Entry(path, synset) for path, synset in zip(candidates, lines)]
-    return Listing(entries, ignored, sorted(set(lines)))
+    return Listing(entries, ignored, sorted(set(lines)), walk.links)
 
 
 def list_images(src, split, labels_file=None):
@@ -306,13 +307,51 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def _advice(out, split):
+    """What to do when OUT is full or not writable: the complete shards stay, a rerun resumes."""
+    return ("Free space on that disk, or build into an OUT directory on a larger disk; then rerun the same command: "
+            "the complete %s shards in %s are kept and the build resumes." % (split, out))
+
+
+def _shard_bytes(entries):
+    """About the bytes a shard of `entries` takes: their files' sizes (a JPEG is stored as it is; a re-encoded
+    image is a JPEG of quality JPEG_QUALITY, seldom larger than its source) and 1 KB of features each."""
+    total = 0
+    for entry in entries:
+        try:
+            total += os.path.getsize(entry.path) + 1024
+        except OSError:
+            pass
+    return total
+
+
 def write_shard(checker, out, split, index, num_shards, entries, labels, texts, report):
-    """Writes one complete shard (temp name, then atomic rename); returns its stats dict."""
+    """Writes one complete shard (temp name, then atomic rename); returns its stats dict. Raises a StorageError
+    (naming OUT and the space needed) when OUT has no room for it, before writing or when a write fails; the
+    temporary file is removed whenever the shard is not complete (an error, a signal)."""
     import tensorflow as tf
     name = tfrecord.shard_name(split, index, num_shards)
-    final = os.path.join(out, name)
+    needed = _shard_bytes(entries)
+    storage.check_space(out, needed, "%s shard %s" % (split, name), advice=_advice(out, split))
     tmp = os.path.join(out, ".%s.tmp-%d" % (name, os.getpid()))
-    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}, "colour_converted": {}}
+    try:
+        stats = _write_records(checker, tmp, index, entries, labels, texts, report)
+        _write_json(_stats_path(out, split, index), stats)
+        os.replace(tmp, os.path.join(out, name))
+    except BaseException as err:
+        storage.remove(tmp)
+        number = storage.error_number(err) if isinstance(err, (OSError, tf.errors.OpError)) else None
+        if number is None:
+            raise
+        raise storage.storage_error(number, out, "%s shard %s" % (split, name), needed, advice=_advice(out, split))
+    return stats
+
+
+def _write_records(checker, tmp, index, entries, labels, texts, report):
+    """Writes the records of `entries` to the file `tmp`; returns the shard's stats dict."""
+    import tensorflow as tf
+    stats = {"shard": index, "written": 0, "skipped": [], "converted": {}, "classes": {}, "colour_converted": {},
+             "digests": []}
     pending = 0
     last = time.time()
     with tf.io.TFRecordWriter(tmp) as writer:
@@ -329,18 +368,19 @@ def write_shard(checker, out, split, index, num_shards, entries, labels, texts, 
                 if profile:
                     stats["colour_converted"][profile] = stats["colour_converted"].get(profile, 0) + 1
                 example = tfrecord.make_example(
-                    encoded, labels[entry.synset], height, width, filename=os.path.basename(entry.path),
+                    encoded, labels[entry.synset], height, width,
+                    filename=walk_module.printable(os.path.basename(entry.path)),
                     synset=entry.synset, text=texts.get(entry.synset, entry.synset))
                 writer.write(example.SerializeToString(deterministic=True))
+                stats["digests"].append([images.digest(encoded), entry.synset, entry.path])
                 stats["written"] += 1
                 stats["classes"][entry.synset] = stats["classes"].get(entry.synset, 0) + 1
             pending += 1
             if time.time() - last > 0.5:
                 report(("progress", pending))
                 pending, last = 0, time.time()
+        writer.flush()
     report(("progress", pending))
-    _write_json(_stats_path(out, split, index), stats)
-    os.replace(tmp, final)
     return stats
 
 
@@ -354,14 +394,31 @@ def _worker(jobs, out, split, num_shards, labels, texts, threads, report, max_pi
         checker.close()
 
 
-def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels):
+class _Orphaned(BaseException):
+    """The builder process that started this worker is gone."""
+
+
+def _worker_process(jobs, out, split, num_shards, labels, texts, queue, max_pixels, parent):
+    """A worker of a parallel build: converts its shards, reporting to `queue`; stops (its partial shard removed)
+    as soon as its parent `parent` (a pid) is gone, whatever ended it (even SIGKILL)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from registry import tf_import
     tf_import.import_tensorflow()   # a spawned process: without TF 2.21's start-up notes
+
+    def report(message):
+        if os.getppid() != parent:
+            raise _Orphaned()
+        queue.put(message)
+
     try:
         entries = [(index, [Entry(*e) for e in shard]) for index, shard in jobs]
-        _worker(entries, out, split, num_shards, labels, texts, 1, queue.put, max_pixels)
+        _worker(entries, out, split, num_shards, labels, texts, 1, report, max_pixels)
         queue.put(("done",))
+    except _Orphaned:
+        queue.cancel_join_thread()
+        os._exit(1)
+    except ZooError as err:                                    # a full disk: the parent prints the message
+        queue.put(("failed", err))
     except BaseException:
         queue.put(("error", traceback.format_exc()))
 
@@ -404,7 +461,7 @@ def _manifest(src, split, num_shards, seed, plan, labels, max_pixels):
     digest = hashlib.sha1()
     for shard in plan:
         for entry in shard:
-            digest.update(("%s\t%s\n" % (os.path.relpath(entry.path, src), entry.synset)).encode("utf-8"))
+            digest.update(os.fsencode("%s\t%s\n" % (os.path.relpath(entry.path, src), entry.synset)))
         digest.update(b"|")
     return {"src": os.path.abspath(src), "split": split, "num_shards": num_shards, "seed": seed,
             "num_images": sum(len(s) for s in plan), "labels": labels, "files_digest": digest.hexdigest(),
@@ -501,9 +558,7 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     _write_json(os.path.join(_state_dir(out, split), "manifest.json"), manifest)
     if not tfrecord.read_labels_file(out):
         tfrecord.write_labels_file(out, {v: k for k, v in labels.items()})
-    for name in os.listdir(out):                               # leftovers of a killed run
-        if name.startswith(".%s-" % split) and ".tmp-" in name:
-            os.remove(os.path.join(out, name))
+    _remove_partial_shards(out, split)                         # leftovers of a killed run
 
     todo = [(i, plan[i]) for i in range(num_shards) if i not in set(done)]
     total = sum(len(s) for _, s in todo)
@@ -513,33 +568,55 @@ def build(src, out, split, num_shards=None, labels_file=None, synset_names=None,
     progress = Progress(split, total, len(todo), stream)
     workers = max(1, min(workers, len(todo)))
     if todo:
-        if workers == 1:
-            def report(msg):
-                if msg[0] == "progress":
-                    progress.update(images=msg[1])
-                elif msg[0] == "shard":
-                    progress.update(shards=1)
-            _worker(todo, out, split, num_shards, labels, texts, None, report, max_pixels)
-        else:
-            _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
+        _convert(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
         progress.update(force=True)
 
     return _finish(out, split, num_shards, labels, len(done), listing, stream)
 
 
+def _convert(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels):
+    """Writes the shards `todo` [(index, entries)], in this process or `workers` processes. SIGINT and SIGTERM stop
+    it (and the workers) with an Interrupted that says how to resume; a partial shard is removed."""
+    from registry.engine import interrupts
+
+    def report(msg):
+        if msg[0] == "progress":
+            progress.update(images=msg[1])
+        elif msg[0] == "shard":
+            progress.update(shards=1)
+
+    try:
+        with interrupts.StopRequests():
+            if workers == 1:
+                _worker(todo, out, split, num_shards, labels, texts, None, report, max_pixels)
+            else:
+                _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels)
+    except (interrupts.Interrupted, KeyboardInterrupt) as err:
+        import signal
+        signum = getattr(err, "signum", signal.SIGINT)
+        complete = sum(os.path.isfile(os.path.join(out, tfrecord.shard_name(split, i, num_shards)))
+                       for i in range(num_shards))
+        raise interrupts.Interrupted(signum, "stopped by %s with %d of %d %s shards complete in %s; rerun the same "
+                                             "command to resume" % (interrupts.signal_name(signum), complete,
+                                                                    num_shards, split, out))
+
+
 def _run_processes(todo, out, split, num_shards, labels, texts, workers, progress, max_pixels):
+    """Converts `todo` in `workers` spawned processes. They stop with this one: when it stops (an error, a signal
+    raised here as an exception) it ends them and removes their partial shards; when it is killed outright they
+    notice it at their next report (within a second) and stop by themselves."""
     import queue as queue_module
     ctx = multiprocessing.get_context("spawn")                 # TensorFlow is not fork-safe
     results = ctx.Queue()
     procs = []
-    for w in range(workers):
-        jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
-        p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results,
-                                                      max_pixels), daemon=True)
-        p.start()
-        procs.append(p)
-    running = len(procs)
+    running = workers
     try:
+        for w in range(workers):
+            jobs = [(index, [tuple(e) for e in shard]) for index, shard in todo[w::workers]]
+            p = ctx.Process(target=_worker_process, args=(jobs, out, split, num_shards, labels, texts, results,
+                                                          max_pixels, os.getpid()), daemon=True)
+            p.start()
+            procs.append(p)
         while running:
             try:
                 msg = results.get(timeout=1.0)
@@ -555,13 +632,28 @@ def _run_processes(todo, out, split, num_shards, labels, texts, workers, progres
                 progress.update(shards=1)
             elif msg[0] == "done":
                 running -= 1
+            elif msg[0] == "failed":
+                raise msg[1]
             elif msg[0] == "error":
                 raise RuntimeError("builder worker failed:\n%s" % msg[1])
     finally:
         for p in procs:
             if p.is_alive() and running:
                 p.terminate()
-            p.join()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():                                   # stuck in native code: SIGTERM did not end it
+                p.kill()
+                p.join(10)
+        if running:
+            _remove_partial_shards(out, split)
+
+
+def _remove_partial_shards(out, split):
+    """Removes the temporary files of `split`'s shards in OUT (of a stopped or killed build)."""
+    for name in os.listdir(out):
+        if name.startswith(".%s-" % split) and ".tmp-" in name:
+            storage.remove(os.path.join(out, name))
 
 
 def _by_extension(counted):
@@ -577,9 +669,23 @@ def _profiles_text(counts):
     return " (%s)" % ", ".join("%s %d" % kv for kv in sorted(counts.items())) if counts else ""
 
 
+def duplicate_groups(digests):
+    """[[(class, name), ...]] of (digest, class, name) triples: the groups of identical images (one digest) that
+    carry two or more classes, each sorted, the groups in order of their first member."""
+    by_digest = collections.defaultdict(list)
+    for digest, synset, name in digests:
+        by_digest[digest].append((synset, name))
+    return sorted(sorted(group) for group in by_digest.values() if len(set(c for c, _ in group)) > 1)
+
+
+def _duplicates_text(group):
+    """'class a: path, class b: path' of a duplicate group."""
+    return ", ".join("class %s: %s" % (synset, walk_module.printable(name)) for synset, name in group)
+
+
 def _finish(out, split, num_shards, labels, reused, listing, stream):
     written, skipped, converted, per_class = 0, [], collections.Counter(), collections.Counter()
-    colour = collections.Counter()
+    colour, digests = collections.Counter(), []
     for index in range(num_shards):
         with open(_stats_path(out, split, index)) as f:
             stats = json.load(f)
@@ -588,9 +694,12 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
         converted.update(stats["converted"])
         colour.update(stats.get("colour_converted", {}))
         per_class.update(stats.get("classes", {}))
-    skipped.sort()
+        digests.extend(stats.get("digests", []))
+    skipped = sorted((walk_module.printable(path), reason) for path, reason in skipped)
     ignored = sorted(listing.ignored)
     ignored_files = sum(i.files for i in ignored)
+    links = sorted(listing.links)
+    duplicates = duplicate_groups(digests)
     empty = sorted((name for name in listing.classes if not per_class[name]), key=labels.get)
     report_file = report_path(out, split)
     lines = ["split: %s" % split, "shards: %d" % num_shards,
@@ -605,7 +714,13 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
              "skipped (undecodable, or above the pixel limit): %d" % len(skipped)]
     lines += ["  %s: %s" % s for s in skipped]
     lines += ["ignored (not images, or outside the layout): %d files" % ignored_files]
-    lines += ["  %s: %s" % (i.path, i.reason) for i in ignored]
+    lines += ["  %s: %s" % (walk_module.printable(i.path), i.reason) for i in ignored]
+    lines += ["links under the source: %d (%d not followed)" % (len(links), sum(not k.followed for k in links))]
+    lines += ["  %s -> %s: %s" % (walk_module.printable(k.path), walk_module.printable(k.target), k.reason)
+              for k in links]
+    lines += ["identical images under different classes (a note: the same bytes carry two labels): %d"
+              % len(duplicates)]
+    lines += ["  " + _duplicates_text(group) for group in duplicates]
     with open(report_file + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(report_file + ".tmp", report_file)
@@ -621,6 +736,18 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
         stream.write("  skipped %s: %s\n" % (path, reason))
     if len(skipped) > 20:
         stream.write("  ... %d more in %s\n" % (len(skipped) - 20, report_file))
+    for link in links[:20]:
+        stream.write("note: link %s -> %s: %s\n" % (walk_module.printable(link.path),
+                                                    walk_module.printable(link.target), link.reason))
+    if len(links) > 20:
+        stream.write("  ... %d more links in %s\n" % (len(links) - 20, report_file))
+    if duplicates:
+        stream.write("note: %d image(s) have identical bytes under different classes (each is written as it is, "
+                     "with its folder's class; remove the wrong copies if that is not meant):\n" % len(duplicates))
+        for group in duplicates[:20]:
+            stream.write("  %s\n" % _duplicates_text(group))
+        if len(duplicates) > 20:
+            stream.write("  ... %d more in %s\n" % (len(duplicates) - 20, report_file))
     for name in empty:
         stream.write("warning: class %s has no image in this %s build; it keeps id %d (ids follow the sorted class "
                      "folder names, so that every split agrees): the model gets a class that %s. Remove the folder "
@@ -629,4 +756,6 @@ def _finish(out, split, num_shards, labels, reused, listing, stream):
                          "this split never evaluates", name))
     stream.flush()
     return BuildResult(out, split, num_shards, written, skipped, dict(converted), labels, report_file, reused,
-                       [(i.path, i.reason) for i in ignored], empty, dict(colour))
+                       [(walk_module.printable(i.path), i.reason) for i in ignored], empty, dict(colour),
+                       [(walk_module.printable(k.path), k.reason) for k in links],
+                       [[(c, walk_module.printable(n)) for c, n in group] for group in duplicates])

@@ -22,13 +22,15 @@ from registry.errors import DataError
 
 Problem = collections.namedtuple("Problem", "file record filename message")
 Problem.__doc__ = "file: the shard's path; record: its 0-based index in the shard; filename: image/filename or ''."
-FileReport = collections.namedtuple("FileReport", "file records labels problems oriented profiles")
+FileReport = collections.namedtuple("FileReport", "file records labels problems oriented profiles digests",
+                                    defaults=((),))
 FileReport.__doc__ = ("oriented: records whose image carries an EXIF orientation; profiles: {ICC profile description: "
-                      "records} of images whose colour profile is not sRGB.")
-Checked = collections.namedtuple("Checked", "problem label filename oriented profile")
+                      "records} of images whose colour profile is not sRGB; digests: [(images.digest of the image, "
+                      "label, record, image/filename)] of the records whose image decodes.")
+Checked = collections.namedtuple("Checked", "problem label filename oriented profile digest", defaults=(None,))
 Checked.__doc__ = ("One record: problem text or None, label or None, image/filename or '', whether its image "
                    "carries an EXIF orientation, the description of its colour profile when that is not sRGB (else "
-                   "None).")
+                   "None), images.digest of its image (None when it was not decoded).")
 CHECKS = ("records", "labels")   # what `locate` can look for: everything, or labels only (no decoding)
 
 
@@ -113,7 +115,7 @@ def check_record(serialized, label_range, decoder, max_pixels=images.DEFAULT_MAX
     if head.refusal:
         return Checked("the image is %s; the input pipeline would decode it whole" % head.refusal, label, filename,
                        False, None)
-    return Checked(decoder.problem(data), label, filename, head.orientation != 1, head.profile)
+    return Checked(decoder.problem(data), label, filename, head.orientation != 1, head.profile, images.digest(data))
 
 
 def _records(path):
@@ -131,6 +133,7 @@ def _records(path):
 def check_file(path, label_range, decoder, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """FileReport of one TFRecord file."""
     labels, problems, oriented, count, profiles = collections.Counter(), [], 0, 0, collections.Counter()
+    digests = []
     for index, serialized in _records(path):
         if not isinstance(serialized, bytes):
             problems.append(Problem(path, index, "", "the file is not a valid TFRecord file from here on "
@@ -145,7 +148,9 @@ def check_file(path, label_range, decoder, max_pixels=images.DEFAULT_MAX_IMAGE_P
             profiles[checked.profile] += 1
         if checked.problem:
             problems.append(Problem(path, index, checked.filename, checked.problem))
-    return FileReport(path, count, labels, problems, oriented, dict(profiles))
+        elif checked.digest:
+            digests.append((checked.digest, checked.label, index, checked.filename))
+    return FileReport(path, count, labels, problems, oriented, dict(profiles), digests)
 
 
 def locate(files, label_range, what="records", seconds=60.0, max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
@@ -222,6 +227,22 @@ def _has_split(data_path, split):
         return False
 
 
+def _note_duplicates(digests, log, shown=20):
+    """Notes the images (by {digest: [(label, record, file, filename)]}) whose bytes are identical under two or more
+    labels: a note, not a problem (ImageNet itself has such duplicates)."""
+    groups = sorted(sorted(group) for group in digests.values() if len(set(g[0] for g in group)) > 1)
+    if not groups:
+        return
+    log("note: %d image(s) have identical bytes under different labels (the same image trains, or is scored, as "
+        "two classes; remove the wrong copies from the source and build again if that is not meant):" % len(groups))
+    for group in groups[:shown]:
+        log("  " + ", ".join("label %d (record %d of %s%s)" % (label, record, path, ", image/filename %s" % filename
+                                                                if filename else "")
+                             for label, record, path, filename in group))
+    if len(groups) > shown:
+        log("  ... and %d more" % (len(groups) - shown))
+
+
 def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1, log=print,
           max_pixels=images.DEFAULT_MAX_IMAGE_PIXELS):
     """Checks every record of each split in `data_path`; prints every problem and a summary; returns the
@@ -239,7 +260,7 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
             label_offset = tfrecord.implied_label_offset(data_path)[0]
             label_offset = 1 if label_offset is None else label_offset
         label_range = (label_offset, label_offset + num_classes - 1 if num_classes is not None else 2 ** 62)
-    total_problems, seen = 0, collections.Counter()
+    total_problems, seen, digests = 0, collections.Counter(), collections.defaultdict(list)
     present = splits or [split for split in tfrecord.SPLITS if _has_split(data_path, split)]
     for split in present or tfrecord.SPLITS:
         try:
@@ -260,6 +281,8 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
             profiles.update(report.profiles)
         for report in reports:
             seen.update(report.labels)
+            for digest, label, record, filename in report.digests:
+                digests[digest].append((label, record, report.file, filename))
         for problem in problems:
             log("  " + describe(problem))
         log("%s: %d files, %d records, %d problem(s)%s%s (%.0f records/s)" % (
@@ -285,6 +308,7 @@ def check(data_path, splits=None, num_classes=None, label_offset=None, workers=1
                          "--num_classes/--label_offset here and --set num_classes=%d label_offset=%d for training"
                          % (classes, offset))
         log(line)
+    _note_duplicates(digests, log)
     for split in [] if splits or not present else sorted(set(tfrecord.SPLITS) - set(present)):
         log("note: %s has no %s split (%s): `zoo-run train` evaluates on it; build it with `zoo-run data build SRC "
             "%s --split %s`" % (data_path, split, tfrecord.split_pattern(split), data_path, split))

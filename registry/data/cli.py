@@ -15,11 +15,17 @@ A killed build resumes: re-run the same command."""
 
 
 def cmd_build(args):
+    import sys
     from registry.data import builder
+    from registry.engine import interrupts
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = builder.build(args.src, args.out, args.split, num_shards=args.shards, labels_file=args.labels_file,
-                           synset_names=args.synset_names, workers=args.workers, seed=args.seed,
-                           max_pixels=args.max_image_pixels)
+    try:
+        result = builder.build(args.src, args.out, args.split, num_shards=args.shards, labels_file=args.labels_file,
+                               synset_names=args.synset_names, workers=args.workers, seed=args.seed,
+                               max_pixels=args.max_image_pixels)
+    except interrupts.Interrupted as stopped:   # one line, no traceback, the shell's status for the signal
+        print("zoo-run data build: %s" % stopped, file=sys.stderr)
+        return stopped.exit_status
     return 0 if result.written else 1
 
 

@@ -18,6 +18,7 @@ that a photo of a 200 MP phone camera is neither read without its orientation no
 """
 import collections
 import contextlib
+import hashlib
 import io
 import os
 import threading
@@ -65,6 +66,13 @@ def image_format(data):
         if brand in (b"avif", b"avis"):
             return "AVIF"
     return None
+
+
+def digest(data):
+    """The hex digest that names an image by its encoded bytes (as a record stores them): 16 hex digits of their
+    SHA-1 (64 bits: ImageNet's 1.3 M images collide by chance with a probability below 1e-7). `data build`
+    and `data check` compare them to find identical images under two classes."""
+    return hashlib.sha1(data).hexdigest()[:16]
 
 
 def sniff_file(path, length=16):

@@ -4,6 +4,10 @@ Images are decoded as 3-channel uint8; resizes use TF2 semantics (bilinear, half
 centres, no antialiasing) and return float32 in the 0..255 scale; `normalize` maps them to
 (x / 255 - mean) / std.
 
+JPEG decoding: `dct_method` is TensorFlow's `decode_jpeg` choice. "" (TensorFlow's default, libjpeg's fast integer
+DCT) or "INTEGER_ACCURATE" (libjpeg's accurate integer DCT, what Pillow decodes with: the same pixels as Pillow,
+while the fast one is ~1.0 on average and up to 8 apart on 0..255). `DCT_METHODS` lists them.
+
 Randomness: each random op takes `seed=None` (stateful TF ops, fast, not reproducible under a
 parallel map) or `seed=` an int64 [2] tensor (stateless ops: the same seed gives the same crop
 and flip whatever thread runs it, which is what makes a seeded pipeline reproducible).
@@ -11,6 +15,24 @@ and flip whatever thread runs it, which is what makes a seeded pipeline reproduc
 import math
 
 import tensorflow as tf
+
+from registry.hparam_ranges import DCT_METHODS   # INTEGER_FAST: TensorFlow's default ("")
+
+# How an aspect-preserving resize rounds the long side and a centre crop its offsets:
+#   "tf": long side round-half-to-even of long * (size / short) in float32, offsets rounded down;
+#   "megvii": long side int(size / short * long + 0.5) in float64 (Megvii's OpencvResize), offsets
+#   int(round((side - crop) / 2)) with Python's round-half-to-even (torchvision's CenterCrop).
+CROP_CONVENTIONS = ("tf", "megvii")
+
+
+def _dct(dct_method):
+    """TensorFlow's `dct_method` argument for one of DCT_METHODS (None: the default)."""
+    if dct_method in (None, "", "INTEGER_FAST"):
+        return ""
+    if dct_method != "INTEGER_ACCURATE":
+        raise ValueError("dct_method is %r; use one of %s" % (dct_method, ", ".join(DCT_METHODS)))
+    return dct_method
+
 
 def fold_seed(seed, salt):
     """A different stateless seed derived from `seed` for another random op of the same element."""
@@ -27,9 +49,10 @@ def image_shape(image_buffer):
                    lambda: tf.shape(decode_image(image_buffer)))
 
 
-def decode_image(image_buffer):
+def decode_image(image_buffer, dct_method=None):
     """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 [height, width, 3] (grayscale is expanded to RGB; a GIF's first
-    frame). Anything else fails at run time with 'Unknown image file format. One of JPEG, PNG, GIF, BMP required'.
+    frame); a JPEG with `dct_method` (see the module's docstring). Anything else fails at run time with 'Unknown
+    image file format. One of JPEG, PNG, GIF, BMP required'.
 
     Built from the per-format decoders, which TensorFlow 1.15 and 2.x both have (TF 2.x's single DecodeImage
     op, what tf.io.decode_image builds there, does not exist in 1.15: a serving graph exported on lane tf2 with
@@ -49,8 +72,8 @@ def decode_image(image_buffer):
     def png_gif_or_bmp():
         return tf.cond(tf.equal(magic, b"\x89PNG"), lambda: tf.io.decode_png(image_buffer, channels=3), gif_or_bmp)
 
-    image = tf.cond(tf.image.is_jpeg(image_buffer), lambda: tf.io.decode_jpeg(image_buffer, channels=3),
-                    png_gif_or_bmp)
+    image = tf.cond(tf.image.is_jpeg(image_buffer),
+                    lambda: tf.io.decode_jpeg(image_buffer, channels=3, dct_method=_dct(dct_method)), png_gif_or_bmp)
     image.set_shape([None, None, 3])
     return image
 
@@ -137,25 +160,26 @@ def distorted_crop_window(shape, bbox=None, area_range=(0.08, 1.0), aspect_ratio
     return tf.stack([offset_y, offset_x, target_h, target_w])
 
 
-def decode_and_crop(image_buffer, window):
-    """Decodes only the crop `window` ([y, x, h, w]) of a JPEG (fused op); other formats are
+def decode_and_crop(image_buffer, window, dct_method=None):
+    """Decodes only the crop `window` ([y, x, h, w]) of a JPEG (fused op, with `dct_method`); other formats are
     decoded whole then cropped. -> uint8 [h, w, 3]."""
     def generic():
         image = decode_image(image_buffer)
         return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
 
     image = tf.cond(tf.image.is_jpeg(image_buffer),
-                    lambda: tf.image.decode_and_crop_jpeg(image_buffer, window, channels=3), generic)
+                    lambda: tf.image.decode_and_crop_jpeg(image_buffer, window, channels=3,
+                                                          dct_method=_dct(dct_method)), generic)
     image.set_shape([None, None, 3])
     return image
 
 
 def decode_and_random_crop(image_buffer, bbox=None, area_range=(0.08, 1.0),
-                           aspect_ratio_range=(3. / 4, 4. / 3), max_attempts=10, seed=None):
+                           aspect_ratio_range=(3. / 4, 4. / 3), max_attempts=10, seed=None, dct_method=None):
     """Random Inception crop decoded with the fused decode-and-crop op; uint8 [h, w, 3]."""
     window = distorted_crop_window(image_shape(image_buffer), bbox, area_range, aspect_ratio_range,
                                    max_attempts, seed=seed)
-    return decode_and_crop(image_buffer, window)
+    return decode_and_crop(image_buffer, window, dct_method)
 
 
 def random_flip_left_right(image, seed=None):
@@ -164,6 +188,70 @@ def random_flip_left_right(image, seed=None):
         return tf.image.random_flip_left_right(image)
     flip = tf.random.stateless_uniform([], seed=seed) < 0.5
     return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
+# ITU-R 601-2 luma, as Pillow's convert("L") weighs R, G, B (torchvision's PIL path uses it)
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+JITTER_OPS = ("brightness", "contrast", "saturation")   # the order of the factors color_jitter_params returns
+
+
+def color_jitter_params(strength, seed=None):
+    """(factors float32 [3], order int32 [3]) of one image's colour jitter: the brightness, contrast and
+    saturation factors, each uniform in [max(0, 1 - strength), 1 + strength], and a random permutation of
+    0, 1, 2 (indices into JITTER_OPS) that says in which order they apply (torchvision's ColorJitter)."""
+    low, high = max(0.0, 1.0 - strength), 1.0 + strength
+    if seed is None:
+        factors = tf.random.uniform([3], low, high)
+        order = tf.argsort(tf.random.uniform([3]))
+    else:
+        factors = tf.random.stateless_uniform([3], seed=seed, minval=low, maxval=high)
+        order = tf.argsort(tf.random.stateless_uniform([3], seed=fold_seed(seed, 1)))
+    return factors, tf.cast(order, tf.int32)
+
+
+def grayscale(image):
+    """float32 [h, w, 1]: the luma of an RGB image [h, w, 3] (GRAY_WEIGHTS), unrounded."""
+    r, g, b = tf.unstack(tf.cast(image, tf.float32), axis=-1)
+    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b)[..., None]
+
+
+def adjust_color(image, op, factor, max_value=255.0):
+    """One of JITTER_OPS (int32 `op`, a tensor) by `factor` on an RGB float image, clipped to 0..max_value:
+    brightness scales the pixels; contrast blends them with the mean of the grayscale image; saturation blends
+    them with the grayscale image (out = factor * image + (1 - factor) * reference)."""
+    def blend(reference):
+        return factor * image + (1.0 - factor) * reference
+
+    def brightness():
+        return image * factor
+
+    def contrast():
+        return blend(tf.reduce_mean(grayscale(image)))
+
+    def saturation():
+        return blend(grayscale(image))
+
+    out = tf.cond(tf.equal(op, 0), brightness, lambda: tf.cond(tf.equal(op, 1), contrast, saturation))
+    return tf.clip_by_value(out, 0.0, max_value)
+
+
+def color_jitter(image, strength, seed=None, max_value=255.0):
+    """torchvision's ColorJitter(brightness=s, contrast=s, saturation=s) on an RGB image [h, w, 3] (0..max_value)
+    -> float32, same shape: the three adjustments of `adjust_color` with factors and order from
+    `color_jitter_params` (a new draw per image), each clipped to 0..max_value. `strength` 0: the image as is.
+
+    Unlike torchvision on PIL images, nothing is rounded to uint8 between the adjustments (at most 0.5 of 255
+    apart per adjustment)."""
+    image = tf.cast(image, tf.float32)
+    if not strength:
+        return image
+    factors, order = color_jitter_params(strength, seed)
+    shape = image.shape
+    for position in range(3):
+        op = order[position]
+        image = adjust_color(image, op, tf.gather(factors, op), max_value)
+    image.set_shape(shape)
+    return image
 
 
 def resize(image, height, width):
@@ -176,15 +264,40 @@ def resize(image, height, width):
     return tf.cast(resized[0], tf.float32)
 
 
-def short_side_size(shape, size):
+def _check_convention(convention):
+    if convention not in CROP_CONVENTIONS:
+        raise ValueError("convention is %r; use one of %s" % (convention, ", ".join(CROP_CONVENTIONS)))
+
+
+def short_side_size(shape, size, convention="tf"):
     """int64 [new_height, new_width] that make the shorter side of an image of `shape` [h, w, ...] `size`
-    (the longer side scaled alike and rounded; neither below `size`)."""
-    height = tf.cast(shape[0], tf.float32)
-    width = tf.cast(shape[1], tf.float32)
-    scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
-    new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int64), size)
-    new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int64), size)
-    return tf.stack([new_h, new_w])
+    (the longer side scaled alike and rounded as `convention` says, see CROP_CONVENTIONS; neither below
+    `size`)."""
+    _check_convention(convention)
+    if convention == "megvii":   # int(size / short * long + 0.5), in float64 as Python computes it
+        height = tf.cast(shape[0], tf.float64)
+        width = tf.cast(shape[1], tf.float64)
+        scale = tf.cast(size, tf.float64) / tf.minimum(height, width)
+        new_h = tf.cast(tf.floor(scale * height + 0.5), tf.int64)
+        new_w = tf.cast(tf.floor(scale * width + 0.5), tf.int64)
+    else:
+        height = tf.cast(shape[0], tf.float32)
+        width = tf.cast(shape[1], tf.float32)
+        scale = tf.cast(size, tf.float32) / tf.minimum(height, width)
+        new_h = tf.cast(tf.round(height * scale), tf.int64)
+        new_w = tf.cast(tf.round(width * scale), tf.int64)
+    return tf.stack([tf.maximum(new_h, size), tf.maximum(new_w, size)])
+
+
+def crop_offset(side, crop, convention="tf"):
+    """int64 offset of a centred `crop` in `side` (int tensors): (side - crop) // 2 ("tf"), or
+    int(round((side - crop) / 2)) with round-half-to-even ("megvii": torchvision's CenterCrop): for
+    side - crop = 75 the offsets are 37 and 38."""
+    _check_convention(convention)
+    margin = tf.cast(side, tf.int64) - tf.cast(crop, tf.int64)
+    if convention == "tf":
+        return margin // 2
+    return tf.cast(tf.round(tf.cast(margin, tf.float64) / 2.0), tf.int64)   # tf.round: half to even
 
 
 def resize_short_side(image, size):
@@ -197,9 +310,9 @@ def resize_short_side(image, size):
     return resize(image, new_size[0], new_size[1])
 
 
-def central_crop_of_resize(image, new_height, new_width, height, width):
+def central_crop_of_resize(image, new_height, new_width, height, width, convention="tf"):
     """float32 [height, width, c]: the centred [height, width] window of `resize(image, new_height, new_width)`
-    (offsets rounded down), computed from the pixels that window reads only.
+    (offsets rounded as `convention` says, see `crop_offset`), computed from the pixels that window reads only.
 
     The same numbers as resizing then cropping (TensorFlow's bilinear kernel with half-pixel centres: source
     coordinate (i + 0.5) * in / out - 0.5 in float32, neighbours clamped to the image, the x weight applied
@@ -212,7 +325,7 @@ def central_crop_of_resize(image, new_height, new_width, height, width):
         # in / out as the kernel divides; not `/`, which Grappler turns into a multiplication by the reciprocal
         # when `out_size` is a constant (a different float32 scale: samples up to 0.002 of 255 off)
         scale = tf.math.divide_no_nan(tf.cast(in_size, tf.float32), tf.cast(out_size, tf.float32))
-        start = (out_size - crop) // 2
+        start = crop_offset(out_size, crop, convention)
         source = (tf.cast(tf.range(start, start + crop), tf.float32) + 0.5) * scale - 0.5
         floor = tf.floor(source)
         lower = tf.maximum(tf.cast(floor, tf.int64), 0)
@@ -236,11 +349,13 @@ def central_crop_of_resize(image, new_height, new_width, height, width):
     return cropped
 
 
-def resize_short_side_and_central_crop(image, size, height, width):
+def resize_short_side_and_central_crop(image, size, height, width, convention="tf"):
     """float32 [height, width, c]: `central_crop(resize_short_side(image, size), height, width)` in memory that does
-    not depend on the image's width-to-height ratio (see `central_crop_of_resize`)."""
-    new_size = short_side_size(tf.shape(image), size)
-    return central_crop_of_resize(image, new_size[0], new_size[1], height, width)
+    not depend on the image's width-to-height ratio (see `central_crop_of_resize`). `convention` "megvii": the
+    long side and the offsets rounded as Megvii's OpencvResize(256) + torchvision's CenterCrop(224) round them
+    (see CROP_CONVENTIONS)."""
+    new_size = short_side_size(tf.shape(image), size, convention)
+    return central_crop_of_resize(image, new_size[0], new_size[1], height, width, convention)
 
 
 def central_crop(image, height, width):

@@ -29,7 +29,7 @@ import json
 import os
 import shutil
 
-from registry import paths
+from registry import paths, spec
 from registry.data import images as images_mod
 from registry.deploy import graph_compat, onnx_export, openvino_export
 from registry.deploy import labels as labels_mod
@@ -65,9 +65,9 @@ def write_saved_model(model, hparams, checkpoint, path, max_pixels=images_mod.DE
         decoded.set_shape([None, size, size, 3])
         with tf1.variable_scope(tf1.get_variable_scope(), reuse=tf1.AUTO_REUSE):
             with tf1.name_scope("images"):
-                logits, probabilities, classes = heads(model.build_model(images, False, hparams))
+                logits, probabilities, classes = heads(spec.build_logits(model, images, False, hparams))
             with tf1.name_scope("serving"):
-                _, serving_probabilities, serving_classes = heads(model.build_model(decoded, False, hparams))
+                _, serving_probabilities, serving_classes = heads(spec.build_logits(model, decoded, False, hparams))
         info = tf1.saved_model.utils.build_tensor_info
         signatures = {
             SERVING_SIGNATURE: tf1.saved_model.signature_def_utils.build_signature_def(

@@ -3,6 +3,8 @@ restored, and frozen (variables folded into constants). Shared by the TensorFlow
 `zoo-run perf`; TensorFlow is imported when a graph is built, so importing this module stays cheap."""
 import collections
 
+from registry import spec
+
 INPUT_NODE = "input"
 OUTPUT_NODES = ("logits", "probabilities", "classes")
 
@@ -44,7 +46,7 @@ def frozen_graph_def(model, hparams, checkpoint=None, batch_size=None):
     size = int(hparams["image_size"])
     with tf.Graph().as_default() as graph:
         images = tf1.placeholder(tf.float32, [batch_size, size, size, 3], name=INPUT_NODE)
-        heads(model.build_model(images, False, hparams))
+        heads(spec.build_logits(model, images, False, hparams))
         with tf1.Session() as sess:
             if checkpoint is None:
                 sess.run(tf1.global_variables_initializer())
@@ -60,7 +62,7 @@ def checkpoint_logits(model, hparams, checkpoint, images):
     tf1 = tf.compat.v1
     with tf.Graph().as_default():
         inputs = tf1.placeholder(tf.float32, [None] + list(images.shape[1:]))
-        logits, _, _ = heads(model.build_model(inputs, False, hparams))
+        logits, _, _ = heads(spec.build_logits(model, inputs, False, hparams))
         with tf1.Session() as sess:
             restore(sess, checkpoint)
             return sess.run(logits, {inputs: images})

@@ -7,7 +7,7 @@ the model dir's input convention), then classified.
 """
 import collections
 
-from registry import paths
+from registry import paths, spec
 from registry.data import images as images_mod
 from registry.deploy import labels as labels_mod
 from registry.errors import ZooError
@@ -47,7 +47,7 @@ class Predictor(object):
         with self.graph.as_default():
             self.image_bytes = tf1.placeholder(tf.string, [], name="image_bytes")
             image = preprocess(self.image_bytes, hparams)
-            logits = tf.cast(model.build_model(tf.expand_dims(image, 0), False, hparams), tf.float32)
+            logits = tf.cast(spec.build_logits(model, tf.expand_dims(image, 0), False, hparams), tf.float32)
             self.logits = logits[0]
             self.probabilities = tf.nn.softmax(logits)[0]
             self.session = tf1.Session(graph=self.graph)

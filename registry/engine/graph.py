@@ -13,6 +13,7 @@ import collections
 
 import tensorflow as tf
 
+from registry import spec
 from registry.engine import devices
 
 tf1 = tf.compat.v1
@@ -42,9 +43,9 @@ def logits(model, images, is_training, hparams, dtype=tf.float32):
     """[N, num_classes] float32 logits of `model.build_model` on [N, S, S, 3] `images`; with dtype float16 the
     network computes in float16 from float32 master weights."""
     if dtype == tf.float32:
-        return tf.cast(model.build_model(images, is_training, hparams), tf.float32)
+        return tf.cast(spec.build_logits(model, images, is_training, hparams), tf.float32)
     with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=_float32_master_weights):
-        return tf.cast(model.build_model(tf.cast(images, dtype), is_training, hparams), tf.float32)
+        return tf.cast(spec.build_logits(model, tf.cast(images, dtype), is_training, hparams), tf.float32)
 
 
 def _per_example_loss(hparams, logits_, labels):

@@ -20,7 +20,7 @@ import tensorflow as tf
 from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
 from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, npu, progress
-from registry.engine import results, schedule, segments, storage, trainer
+from registry.engine import recalibration, results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
 from registry.errors import DataError, ZooError
@@ -297,9 +297,14 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
                               hooks=[stop_hook] + list(hooks), session_config=session_config, seed=seed,
                               on_start=write_records if chief else None)
-    finally:
+    except BaseException:
         if evaluator is not None:
             evaluator.close()
+        raise
+    recalibrate = (chief and not synthetic and hparams.get("bn_recalibration_epochs", 0) > 0
+                   and last_step == plan.total_steps)
+    if evaluator is not None and not recalibrate:
+        evaluator.close()
     elapsed = time.time() - started
     if requests.signum is not None:
         stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
@@ -309,8 +314,19 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     if not chief:
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
+    recalibrated = None
+    if recalibrate:
+        try:
+            recalibrated = _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log,
+                                               requests, evaluator)
+        finally:
+            if evaluator is not None:
+                evaluator.close()
+        elapsed = time.time() - started
     final_step = checkpoint_step(checkpoints.latest(model_dir))
     record = records[-1] if records else None
+    if recalibrated:
+        record = recalibrated.get("after") or record
     if record is None and not skip_eval:  # already trained to the end: the final checkpoint's result
         record = results.read_json_or_none(model_dir, results.EVAL_RESULTS, log)
         if not record or record.get("global_step") != final_step:   # e.g. `zoo-run eval --checkpoint` since
@@ -328,7 +344,85 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     run_summary = _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record)
     if cluster:
         run_summary["workers"] = len(cluster.workers)
+    if recalibrated:
+        run_summary["bn_recalibration"] = recalibrated
     results.write_json(model_dir, results.RUN_SUMMARY, run_summary)
+    return record
+
+
+def _recalibration_phase(model, hparams, data_path, model_dir, plan, records, skip_eval, log, requests,
+                         evaluator=None):
+    """The last phase of a run that reached the end of its schedule: `bn_recalibration_epochs` of BN recalibration
+    (registry.engine.recalibration) from the checkpoint at the schedule's last step, resumed when a run stopped
+    during it; `evaluator`: the run's own (evaluation.Evaluator), or None. Returns its record; raises Interrupted
+    when a signal stops it."""
+    with training_errors(model_dir, data_path, hparams):
+        done = recalibration.recalibrate(
+            model, stream_hparams(hparams, plan.total_steps), data_path, model_dir, plan.total_steps,
+            hparams["bn_recalibration_epochs"], _evaluator_of(model, hparams, data_path, model_dir, log, plan,
+                                                              skip_eval, evaluator),
+            before=records[-1] if records and records[-1]["global_step"] == plan.total_steps else None,
+            log=log, hooks=[requests.hook()], seed=hparams.get("seed", -1))
+    _check_pass_ended(done, requests, model_dir)
+    return done
+
+
+def _check_pass_ended(record, requests, model_dir):
+    """Raises Interrupted when a signal stopped the pass, a ZooError when it ended short of its last step."""
+    latest = checkpoints.latest(model_dir, repair=False)
+    if requests.signum is not None:
+        raise interrupts.Interrupted(requests.signum, "stopped by %s during BN recalibration; the last checkpoint is "
+                                     "%s. Resume with the same command" % (interrupts.signal_name(requests.signum),
+                                                                          latest))
+    if record is None:
+        raise ZooError("BN recalibration ended before its last step; the model dir's latest checkpoint is %s" % latest)
+
+
+def _evaluator_of(model, hparams, data_path, model_dir, log, plan=None, skip_eval=False, evaluator=None):
+    """checkpoint -> its eval record (written to the model dir's records) with `evaluator` (None: one of its own),
+    or None when `skip_eval`."""
+    def evaluate_one(checkpoint):
+        if skip_eval:
+            return None
+        return evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, log=log, evaluator=evaluator,
+                        replicas=plan.num_replicas if plan else None)
+    return evaluate_one
+
+
+def recalibrate_bn(model, hparams, data_path, model_dir, epochs, log=print):
+    """`zoo-run recalibrate-bn`: BN recalibration of the model dir's latest checkpoint for `epochs` epochs (see
+    registry.engine.recalibration), with the evaluation before and after; the model dir's run_summary.json gets the
+    record under "bn_recalibration". A pass the model dir records as unfinished is resumed. Returns the record."""
+    latest = checkpoints.latest(model_dir, log=log, repair=True)
+    if not latest:
+        raise ZooError("no checkpoint to recalibrate in %s: train first" % model_dir)
+    ws.check_fits(model, hparams, latest, "recalibrated")
+    step = checkpoint_step(latest)
+    recorded = recalibration.read_record(model_dir)
+    steps = recalibration.steps_for(hparams, epochs)
+    start_step = step
+    if recorded and not recorded.get("done") and recorded.get("steps") == steps and \
+            recorded["start_step"] <= step < recorded["start_step"] + steps:
+        start_step = recorded["start_step"]
+    else:
+        epoch = segments.epoch_of(model_dir, step)
+        if epoch is not None and epoch < float(hparams["epochs"]) - 1e-6 and \
+                not (recorded and recorded.get("done") and step == recorded["start_step"] + recorded["steps"]):
+            log("note: the run in %s is at epoch %.2f of %g; training it further after this pass continues its "
+                "schedule %d steps later" % (model_dir, epoch, hparams["epochs"], steps))
+    evaluated = results.read_json_or_none(model_dir, results.EVAL_RESULTS, log)
+    before = evaluated if evaluated and evaluated.get("global_step") == start_step else None
+    with interrupts.StopRequests() as requests, _closing_events():
+        with training_errors(model_dir, data_path, hparams):
+            record = recalibration.recalibrate(model, hparams, data_path, model_dir, start_step, epochs,
+                                               _evaluator_of(model, hparams, data_path, model_dir, log),
+                                               before=before, log=log, hooks=[requests.hook()],
+                                               seed=hparams.get("seed", -1))
+        _check_pass_ended(record, requests, model_dir)
+    summary = results.read_json_or_none(model_dir, results.RUN_SUMMARY, log)
+    if summary is not None:
+        summary["bn_recalibration"] = record
+        results.write_json(model_dir, results.RUN_SUMMARY, summary)
     return record
 
 

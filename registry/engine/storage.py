@@ -57,8 +57,9 @@ def error_number(err):
     return None
 
 
-def storage_error(number, directory, what, needed=None, last_checkpoint=None):
-    """The StorageError for OS error `number` while writing `what` into `directory`."""
+def storage_error(number, directory, what, needed=None, last_checkpoint=None, advice=None):
+    """The StorageError for OS error `number` while writing `what` into `directory`. `advice`: what to do, in
+    place of a training run's (free space or another --model_dir, then resume from the last checkpoint)."""
     if last_checkpoint:
         keep = "The last checkpoint, %s, is intact; rerun the same command to resume from it." % last_checkpoint
     else:
@@ -66,15 +67,15 @@ def storage_error(number, directory, what, needed=None, last_checkpoint=None):
     if number in _NO_SPACE:
         need = (" It needs about %s; %s are free." % (format_bytes(needed), format_bytes(free_bytes(directory)))
                 if needed else " %s are free." % format_bytes(free_bytes(directory)))
-        return StorageError(
-            "no space left in %s for %s.%s Free space on that disk (or lower keep_checkpoint_max, or train into "
-            "a --model_dir on a larger disk). %s" % (directory, what, need, keep))
+        return StorageError("no space left in %s for %s.%s %s" % (directory, what, need, advice or (
+            "Free space on that disk (or lower keep_checkpoint_max, or train into a --model_dir on a larger disk). "
+            "%s" % keep)))
     if number in _READ_ONLY:
-        return StorageError("cannot write %s: %s is on a read-only file system. Remount it read-write, or train "
-                            "into another --model_dir (--warm_start_from %s starts from its weights). %s"
-                            % (what, directory, directory, keep))
-    return StorageError("cannot write %s: no permission to write in %s. Give this user write access to it, or "
-                        "train into another --model_dir. %s" % (what, directory, keep))
+        return StorageError("cannot write %s: %s is on a read-only file system. %s" % (what, directory, advice or (
+            "Remount it read-write, or train into another --model_dir (--warm_start_from %s starts from its "
+            "weights). %s" % (directory, keep))))
+    return StorageError("cannot write %s: no permission to write in %s. %s" % (what, directory, advice or (
+        "Give this user write access to it, or train into another --model_dir. %s" % keep)))
 
 
 def check_writable(directory, last_checkpoint=None):
@@ -93,11 +94,11 @@ def check_writable(directory, last_checkpoint=None):
         remove(probe)
 
 
-def check_space(directory, needed, what, last_checkpoint=None):
+def check_space(directory, needed, what, last_checkpoint=None, advice=None):
     """Raises a StorageError before writing `what` when `directory`'s disk has less than `needed` bytes (plus a
-    margin) free."""
+    margin) free; `advice` as storage_error's."""
     if free_bytes(directory) < needed + MARGIN_BYTES:
-        raise storage_error(errno.ENOSPC, directory, what, needed + MARGIN_BYTES, last_checkpoint)
+        raise storage_error(errno.ENOSPC, directory, what, needed + MARGIN_BYTES, last_checkpoint, advice)
 
 
 def remove(path):

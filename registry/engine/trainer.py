@@ -32,7 +32,7 @@ TrainGraph.__doc__ = """train_op: one step of every replica; reported: the first
 initializers: the input iterators' initializer ops, to run once the session exists."""
 
 
-class _StartHook(tf1.train.SessionRunHook):
+class StartHook(tf1.train.SessionRunHook):
     """Once the session exists (after restore or initialisation): runs `ops` (the input iterators' initializers),
     then calls `on_start()` when given."""
 
@@ -103,7 +103,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
         built = build(model, hparams, data_path, plan, settings, strategy, warm_start, synthetic, input_context)
-        train_op, all_hooks = built.train_op, [_StartHook(built.initializers, on_start)]
+        train_op, all_hooks = built.train_op, [StartHook(built.initializers, on_start)]
         if settings.device == "npu":
             train_op, npu_hooks = npu.training(settings, train_op)
             all_hooks += npu_hooks
