@@ -188,7 +188,7 @@ def _launch_and_hit(command, model_dir, after_step, target, signum):
         pid = process.pid if target == "launcher" else _launched_workers(process.pid)[target]
         sent = time.time()
         os.kill(pid, signum)
-        out = process.communicate(timeout=300)[0]
+        out = process.communicate(timeout=900)[0]   # a restart starts every worker again
         return process.returncode, out, time.time() - sent
     finally:
         if process.poll() is None:
