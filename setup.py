@@ -44,9 +44,14 @@ ONNX = [
 # The `openvino` extra (zoo-run export --format openvino, zoo-run perf --runtime openvino; with the `onnx` extra, which
 # converts): 2026.4.1 has wheels for Python 3.10-3.13 beside numpy 2.x; 2023.1.0 is the last release for Python 3.7
 # (lane tf1). Both read the project's opset-13 ONNX and installed without conflicts beside each lane's pins.
+# NNCF (INT8 post-training quantization, `--precision int8`): 3.4.0 installs beside openvino 2026.4.1 on Python
+# 3.10-3.13 (it needs numpy<2.5, and brings scipy, scikit-learn, networkx). Lane tf1 gets none: nncf 2.6.0 is the
+# release paired with openvino 2023.1 and pip offers it for Python 3.7, but it was not tried beside TF 1.15's pins;
+# bf16/INT8 inference is lane tf2's and lane tf1 says so (registry/tf_compat.py).
 OPENVINO = [
     "openvino==2023.1.0; python_version < '3.8'",
     "openvino==2026.4.1; python_version >= '3.10'",
+    "nncf==3.4.0; python_version >= '3.10'",
 ]
 
 setup(
@@ -73,6 +78,7 @@ setup(
         "stevedore>=3.5.2; python_version >= '3.10'",
         "pyyaml",
         "numpy",
+        "python-hostlist",   # Slurm's hostlist syntax (node[006,011-013]) for `srun zoo-run train` (registry/engine/cluster.py)
         "pillow",   # EXIF orientation, colour profiles (ImageCms), TIFF and WebP of users' image files (registry/data/images.py)
     ],
     extras_require={

@@ -16,7 +16,13 @@ onnxruntime release) adds three inference rows in that venv's onnxruntime: the P
 torch.onnx.export (bench/torch_reference.py --export_onnx, timed by bench/onnx_speed.py, NCHW input) and the
 project's own conversion (`zoo-run perf --runtime onnxruntime`) with an NHWC and with an NCHW input, and their
 ratios. `--openvino ZOO_RUN` (a venv with `.[onnx,openvino]`) adds the same rows in its OpenVINO (float32).
-`--ort PYTHON` times the PyTorch export in another onnxruntime. The torch venv is a dev-only comparison
+`--ort PYTHON` times the PyTorch export in another onnxruntime.
+`--precision bf16 --precision int8` (with `--openvino`) adds rows of the project's IR in OpenVINO at those
+precisions (`zoo-run perf --runtime openvino --precision P`; the row names the precision that ran: bf16 falls
+back to float32 on CPUs without bfloat16 hardware); int8 needs `--calibration_data DIR` (TFRecords, e.g. the
+bundled demo data, quantized once per process with NNCF; its accuracy is the export's concern, `zoo-run export
+--precision int8`). `--train_precision_mode allow_mix_precision` adds a training row of each --tf configuration in
+that mode (bfloat16 on CPUs with bfloat16 hardware, float32 elsewhere; the row names which). The torch venv is a dev-only comparison
 (bench/torch_reference.py), never a dependency.
 
 The physical bound (--peak_gmacs, float32 multiply-adds per second of all cores, in G): cores x FMA pipes x
@@ -79,6 +85,10 @@ def _configs(args, torch_onnx):
         zoo_run, env = _command(rest)
         modes = [] if args.tf_mode == "both" else ["--mode", args.tf_mode]
         configs.append((name, "tf", [zoo_run, "perf", args.model, "--synthetic"] + modes + common, env))
+        if args.train_precision_mode:
+            configs.append(("%s, %s" % (name, args.train_precision_mode), "tf",
+                            [zoo_run, "perf", args.model, "--synthetic", "--mode", "train", "--precision_mode",
+                             args.train_precision_mode] + common, env))
     for family, specs in (("onnxruntime", args.onnx), ("openvino", args.openvino)):
         for i, spec in enumerate(specs):
             zoo_run, env = _command(spec)
@@ -91,6 +101,11 @@ def _configs(args, torch_onnx):
                 configs.append(("%s: zoo-run's ONNX, %s input" % (tag, layout), (tag, layout),
                                 [zoo_run, "perf", args.model, "--synthetic", "--runtime", family, "--mode", "infer",
                                  "--onnx_layout", layout] + common, env))
+            for precision in args.precision if family == "openvino" else ():
+                calibration = ["--calibration_data", args.calibration_data] if precision == "int8" else []
+                configs.append(("%s: zoo-run's ONNX, NCHW input, %s" % (tag, precision), (tag, "NCHW " + precision),
+                                [zoo_run, "perf", args.model, "--synthetic", "--runtime", family, "--mode", "infer",
+                                 "--onnx_layout", "NCHW", "--precision", precision] + calibration + common, env))
     for i, python in enumerate(args.ort):
         tag = "onnxruntime (--ort #%d)" % (i + 1)
         configs.append(("%s: %s" % (tag, TORCH_EXPORT), (tag, "torch"),
@@ -108,6 +123,11 @@ def main():
                         help="time the ONNX exports in the OpenVINO of this zoo-run's venv; repeatable")
     parser.add_argument("--ort", action="append", default=[], metavar="PYTHON",
                         help="also time the PyTorch export in the onnxruntime of this python; repeatable")
+    parser.add_argument("--precision", action="append", default=[], choices=["bf16", "int8"],
+                        help="with --openvino: also time the project's IR at this precision; repeatable")
+    parser.add_argument("--calibration_data", help="TFRecords calibrating --precision int8 (e.g. the demo data)")
+    parser.add_argument("--train_precision_mode", choices=["allow_mix_precision", "force_fp16"],
+                        help="also time each --tf configuration's training in this precision mode")
     parser.add_argument("--peak_gmacs", type=float, help="the cores' float32 multiply-adds per second, in G (the "
                                                          "physical bound; see the module docstring)")
     parser.add_argument("--tf_mode", choices=["both", "train", "infer"], default="both",
@@ -118,6 +138,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
     args = parser.parse_args()
+    if "int8" in args.precision and not args.calibration_data:
+        parser.error("--precision int8 needs --calibration_data DIR")
 
     workdir = tempfile.mkdtemp(prefix="cpu_speed_")
     atexit.register(shutil.rmtree, workdir, True)
@@ -134,6 +156,8 @@ def main():
         for name, _, command, env in configs:
             report = _run_json(command, env, workdir)
             runtimes[name] = report.get("infer_runtime") or report.get("runtime") or report.get("framework")
+            if report.get("train_precision") and not report.get("infer_runtime"):
+                runtimes[name] = "%s, trained in %s" % (report.get("lane_description", ""), report["train_precision"])
             macs = report.get("macs", macs)
             for mode in ("train", "infer"):
                 if "%s_images_per_sec" % mode in report:

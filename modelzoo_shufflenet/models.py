@@ -54,19 +54,22 @@ _DEFAULT_HPARAMS = {
 }
 
 MEGVII_ITERATIONS = 300000   # train.py --total-iters
+MEGVII_STEPS_PER_EPOCH = 1281167 // 1024   # our epoch at global batch 1024: 1251 steps
+MEGVII_BN_ITERATIONS = 1280000 // 1024     # train.py's BN pass: int(1280000 / batch_size) = 1250 iterations
 
 _PRESETS = {
     # Megvii's ShuffleNetV1/train.py, line by line in docs/megvii_recipe.md: global batch 1024, lr 0.5 decayed
     # linearly per iteration to 0 over 300,000 iterations (300000 / 1251 epochs of 1251 steps), SGD momentum 0.9,
     # wd 4e-5 on conv/FC weights only, label smoothing 0.1, ColorJitter 0.4, BGR 0..255 without mean/std, eval
-    # OpencvResize(256) + CenterCrop(224), then one epoch of BN recalibration. As written it is that recipe on one
-    # device; on N devices set batch_size=1024/N (the global batch is batch_size * N and the peak lr scales).
+    # OpencvResize(256) + CenterCrop(224), Pillow's JPEG pixels, then its BN pass (1,250 iterations). As written it
+    # is that recipe on one device; on N devices set batch_size=1024/N (the global batch is batch_size * N and the
+    # peak lr scales).
     "megvii": {"batch_size": 1024, "base_batch_size": 1024, "learning_rate": 0.5, "lr_schedule": "linear",
-               "warmup_epochs": 0.0, "epochs": MEGVII_ITERATIONS / float(1281167 // 1024), "momentum": 0.9,
+               "warmup_epochs": 0.0, "epochs": MEGVII_ITERATIONS / float(MEGVII_STEPS_PER_EPOCH), "momentum": 0.9,
                "weight_decay": 4e-5, "weight_decay_on_bn": False, "label_smoothing": 0.1, "crop_area_min": 0.08,
                "random_flip": True, "color_jitter": 0.4, "input_channel_order": "bgr", "input_normalization": "none",
                "eval_resize": "aspect", "eval_crop_fraction": 0.875, "train_dct_method": "INTEGER_ACCURATE",
-               "bn_recalibration_epochs": 1.0},
+               "bn_recalibration_epochs": MEGVII_BN_ITERATIONS / float(MEGVII_STEPS_PER_EPOCH)},
     # The bundled digits (registry.data.demo): about 99% held-out top-1 in a few minutes on 2 CPU cores.
     # A peak lr above ~0.03 at batch 64 destabilises the reference init (first conv std 0.01 under BN).
     # Transforms: a mild crop, no flip, no centre crop at eval (the digits fill the frame).

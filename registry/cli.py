@@ -121,7 +121,7 @@ def _resolve_run(args, saved=None):
 def _device_settings(args):
     from registry.engine import devices
     return devices.resolve(args.device, args.precision_mode, args.iterations_per_loop, args.dump_path,
-                           args.over_dump, args.profiling, command=args.command)
+                           args.over_dump, args.profiling, command=args.command, port=getattr(args, "port", None))
 
 
 def resume_command(argv):
@@ -141,18 +141,29 @@ def cmd_train(args):
     if args.workers > 1:
         from registry.engine import environment, launcher
         environment.check_local_launch(args.device)
+        from registry.engine import model_dir_lock
+        model_dir_lock.check_free(model_dir)   # refused before any worker starts, not by worker 0's exit
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
                                      resume_command=resume_command(argv), max_restarts=args.max_restarts)
     if args.max_restarts:
         raise ZooError("--max_restarts is for the --workers launcher (it restarts the local workers it started); "
-                       "under TF_CONFIG the scheduler restarts a host's process")
+                       "under TF_CONFIG or Slurm the scheduler restarts a host's process")
     _quiet_tensorflow()
     from registry.engine import distribute, interrupts, runner
     settings = _device_settings(args)
-    from registry.engine import launcher   # the launcher's command resumes its workers; a TF_CONFIG job's hosts each
-    command = resume_command(argv) + (" (each worker with its TF_CONFIG)" if settings.launch.cluster and not
-                                      os.environ.get(launcher.RESUME_COMMAND_VARIABLE) else "")
+    from registry.engine import launcher   # under the launcher, its own command resumes its workers
+    command = resume_command(argv) + ("" if not settings.launch.cluster or
+                                      os.environ.get(launcher.RESUME_COMMAND_VARIABLE) else
+                                      " (each worker with its TF_CONFIG)" if os.environ.get("TF_CONFIG") else
+                                      " (with srun, one task per node)")
+    if settings.launch.evaluator:   # a TFJob's evaluator task: no training, no collective
+        from registry.engine import evaluator_task
+        for note in settings.launch.notes:
+            print(note)
+        evaluator_task.run(model, params, data_path, model_dir, settings.launch.evaluator, settings,
+                           max_steps=args.max_steps, timeout=args.evaluator_timeout)
+        return 0
     code = 0
     try:
         runner.train(model, params, data_path, model_dir, warm_start_from=args.warm_start_from,
@@ -172,8 +183,21 @@ def cmd_train(args):
     return code
 
 
+def _write_json(path, record):
+    import json
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    print("wrote %s" % path)
+
+
 def cmd_eval(args):
     from registry.engine import results
+    if (args.model_dir is None) == (args.export_dir is None):
+        raise ZooError("zoo-run eval evaluates a model dir (--model_dir) or an export (--export_dir): give one")
+    if args.export_dir is not None:
+        return _eval_export(args)
+    if args.runtime != "tf" or args.precision:
+        raise ZooError("--runtime and --precision choose how an export runs: use them with --export_dir")
     paths.require_dir(args.model_dir, "model dir")
     saved = results.read_json(args.model_dir, results.HPARAMS_FILE) or {}
     model, params, data_path = _resolve_run(args, saved=saved)
@@ -189,7 +213,53 @@ def cmd_eval(args):
     record = runner.evaluate(model, params, data_path, args.model_dir, checkpoint=checkpoint,   # the epoch comes
                              history=False, settings=settings, replicas=trained.get("replicas"))   # from its replicas
     print("wrote %s" % os.path.join(args.model_dir, results.EVAL_RESULTS))
+    if args.json and record:
+        _write_json(args.json, {k: record[k] for k in ("top1", "top5", "loss", "num_images", "global_step",
+                                                       "checkpoint")})
     return 0 if record else 1
+
+
+def _eval_export(args):
+    """zoo-run eval --export_dir: the export run in --runtime (at --precision) over the validation split."""
+    paths.require_dir(args.export_dir, "export dir")
+    model = discovery.get_model(args.name)
+    _quiet_tensorflow()
+    from registry.deploy import onnx_export, records_eval
+    from registry.engine import perf
+    found = perf.artifact(args.export_dir, args.runtime, args.precision)
+    params = hp.resolve(model, None, args.config, args.set, saved=found.hparams,
+                        saved_source="the hparams of the export in %s" % args.export_dir)
+    _, data_path = _resolve_data(args)
+    if args.runtime == "tf":
+        run, version, ran = perf.frozen_graph_runner(found.path, found.fixed_batch), "tensorflow", "f32"
+        layout = "NHWC"
+    else:
+        runner, _, layout, version = perf.exported_runner(model, params, args.runtime, args.export_dir,
+                                                          precision=found.precision)
+        run = lambda images: runner(images)["logits"]   # noqa: E731
+        ran = version.split("(", 1)[1].rstrip(")") if args.runtime == "openvino" else "f32"
+    print("Evaluating %s in %s over the validation split of %s" % (found.path, version, data_path))
+    try:
+        metrics = records_eval.evaluate(lambda images: run(onnx_export.to_layout(images, layout)), model, params,
+                                        data_path, what=found.path)
+    except ValueError as err:
+        raise ZooError(str(err))
+    record = dict((k, metrics[k]) for k in ("top1", "top5", "loss", "num_images"))
+    record.update(export_dir=args.export_dir, model=found.path, runtime=version, precision=ran, data=data_path)
+    print("eval  %s: top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
+          % (os.path.basename(found.path), record["top1"], record["top5"], record["loss"], record["num_images"],
+             record["num_images"] / max(metrics["seconds"], 1e-9)))
+    if args.json:
+        _write_json(args.json, record)
+    return 0
+
+
+def _resolve_data(args):
+    if args.data_path is not None:
+        return None, args.data_path
+    from registry.data.demo import demo_data_path
+    print("No --data_path: using the bundled demo data (%s)." % demo_data_path())
+    return None, demo_data_path()
 
 
 def cmd_recalibrate_bn(args):
@@ -233,7 +303,7 @@ def cmd_perf(args):
         print(note)
     saved, fixed = None, None
     if deployed:
-        saved, fixed = perf.artifact(args.export_dir, args.runtime)[1:3]
+        saved, fixed = perf.artifact(args.export_dir, args.runtime, args.precision)[1:3]
     params = hp.resolve(model, args.preset, args.config, args.set, saved=saved,
                         saved_source="the hparams of the export in %s" % args.export_dir)
     batch = args.batch_size or (1 if args.latency else fixed)
@@ -248,7 +318,8 @@ def cmd_perf(args):
         "synthetic" if synthetic else args.data_path, args.runtime))
     report = perf.run(model, params, modes, args.data_path, synthetic, steps=steps, warmup_steps=args.warmup,
                       runtime=args.runtime, export_dir=args.export_dir, latency=args.latency,
-                      onnx_layout=args.onnx_layout)
+                      onnx_layout=args.onnx_layout, precision=args.precision, calibration_data=args.calibration_data,
+                      precision_mode=args.precision_mode)
     report["network"] = args.name
     print("params %s  MACs %.1f M  peak memory %.0f MB  device %s  lane %s"
           % (_format_count(report["params"]), report["macs"] / 1e6, report["peak_memory_mb"], report["device"],
@@ -351,6 +422,12 @@ def build_parser():
                             "checkpoint, up to K times (default 0: stop, naming the failure and the resume command)")
     group.add_argument("--startup_timeout", type=float, default=300.0,
                        help="seconds a worker waits for its peers before it stops with an error (default 300)")
+    group.add_argument("--port", type=int,
+                       help="under Slurm (srun, one task per node): the port every task listens on (default: "
+                            "derived from SLURM_JOB_ID and SLURM_STEP_ID, 20000-29999)")
+    group.add_argument("--evaluator_timeout", type=float, default=6 * 3600.0,
+                       help="a TF_CONFIG evaluator task stops with an error when no new checkpoint appears for this "
+                            "many seconds (default 6 h)")
     add_hparam_arguments(p)
     add_device_arguments(p)
     p.set_defaults(func=cmd_train)
@@ -360,7 +437,14 @@ def build_parser():
                                    "hparams saved there, over every image of the validation split, and "
                                    "writes eval_results.json in the model dir.")
     p.add_argument("name", help="registered model name")
-    p.add_argument("--model_dir", type=paths.expand, required=True, help="the training run's directory")
+    p.add_argument("--model_dir", type=paths.expand, help="the training run's directory")
+    p.add_argument("--export_dir", type=paths.expand,
+                   help="instead of a model dir: what `zoo-run export` wrote there, run in --runtime")
+    p.add_argument("--runtime", choices=["tf", "onnxruntime", "openvino"], default="tf",
+                   help="with --export_dir: tf (its frozen graph, default), onnxruntime (model.onnx) or openvino")
+    p.add_argument("--precision", choices=["f32", "bf16", "int8"],
+                   help="with --export_dir --runtime openvino: the precision (default: the export's default_precision)")
+    p.add_argument("--json", type=paths.expand, metavar="FILE", help="write top1, top5, loss, num_images as JSON")
     p.add_argument("--data_path", type=paths.expand,
                    help="directory of TF-slim TFRecords (default: the bundled demo data)")
     p.add_argument("--checkpoint", type=paths.expand,
@@ -417,6 +501,12 @@ def build_parser():
                                              % LATENCY_STEPS)
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
     p.add_argument("--json", type=paths.expand, metavar="PATH", help="write the report as JSON")
+    from registry.engine.devices import PRECISION_MODES
+    p.add_argument("--precision_mode", choices=PRECISION_MODES,
+                   help="training's precision mode, as `zoo-run train --precision_mode` (the report names the "
+                        "precision that ran)")
+    from registry.deploy.cli import precision_arguments
+    precision_arguments(p)
     add_hparam_arguments(p)
     p.set_defaults(func=cmd_perf)
 

@@ -115,6 +115,27 @@ def npu_lane_error(what="--device npu"):
             "and this process runs TensorFlow %s (lane %s). Use %s." % (what, tf.__version__, LANE, LANES["tf1"]))
 
 
+def bf16_cpu_training():
+    """Whether this lane trains in bfloat16 on a CPU: TF 2.x has bfloat16 CPU kernels (convolutions, depthwise,
+    fused batch norm with float32 statistics); TF 1.15's stock CPU build has none of these."""
+    return LANE == "tf2"
+
+
+def bf16_lane_note():
+    return ("lane %s (TensorFlow %s) has no bfloat16 CPU training kernels; lane tf2 has them (%s)"
+            % (LANE, tf.__version__, LANES["tf2"]))
+
+
+def low_precision_inference_error(what):
+    """The message for bf16/INT8 inference (OpenVINO + NNCF) asked on a lane that does not have it, or None on
+    lane tf2. Lane tf1's pins (Python 3.7, openvino 2023.1) would need nncf 2.6, which the project does not pin."""
+    if LANE == "tf2":
+        return None
+    return ("%s needs lane tf2: the project's bf16 and INT8 inference (OpenVINO 2026.4 with NNCF post-training "
+            "quantization) is pinned for Python 3.10-3.13 only, and this process runs TensorFlow %s (lane %s). Use %s."
+            % (what, tf.__version__, LANE, LANES["tf2"]))
+
+
 def cuda_requirement():
     """What a GPU needs on this lane, for the --device gpu error."""
     if LANE == "tf1":

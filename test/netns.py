@@ -23,23 +23,36 @@ def _ip(*args):
 
 
 class Host(object):
-    def __init__(self, namespace, address):
-        self.namespace, self.address = namespace, address
+    def __init__(self, namespace, address, name=None):
+        self.namespace, self.address, self.name = namespace, address, name
 
     def popen(self, command, **kwargs):
         """subprocess.Popen of `command` inside this host's namespace."""
         return subprocess.Popen(["ip", "netns", "exec", self.namespace] + list(command), **kwargs)
 
 
+def _write_hosts_file(namespace, hosts):
+    """/etc/netns/NAMESPACE/hosts, which `ip netns exec` mounts over /etc/hosts: both hosts' names resolve."""
+    directory = os.path.join("/etc/netns", namespace)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n" + "".join("%s %s\n" % (h.address, h.name) for h in hosts if h.name))
+
+
 @contextlib.contextmanager
-def two_hosts(tag="zoo"):
-    """Yields (host_a, host_b) joined by a veth pair; removes both namespaces (and so the link) afterwards."""
+def two_hosts(tag="zoo", host_names=None):
+    """Yields (host_a, host_b) joined by a veth pair; removes both namespaces (and so the link) afterwards.
+    `host_names` (two names): each namespace gets a hosts file in which both names resolve to the hosts' addresses,
+    as a cluster's node names do."""
     suffix = "%s%d" % (tag, os.getpid() % 100000)
     names = ["%s-a" % suffix, "%s-b" % suffix]
     links = ["va%d" % (os.getpid() % 100000), "vb%d" % (os.getpid() % 100000)]
     net = os.getpid() % 250 + 1
-    hosts = [Host(names[i], SUBNET % (net, i + 1)) for i in range(2)]
+    hosts = [Host(names[i], SUBNET % (net, i + 1), host_names[i] if host_names else None) for i in range(2)]
     try:
+        if host_names:
+            for host in hosts:
+                _write_hosts_file(host.namespace, hosts)
         for host in hosts:
             _ip("netns", "add", host.namespace)
             _ip("-n", host.namespace, "link", "set", "lo", "up")
@@ -52,3 +65,4 @@ def two_hosts(tag="zoo"):
     finally:
         for host in hosts:
             subprocess.run(["ip", "netns", "delete", host.namespace], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            shutil.rmtree(os.path.join("/etc/netns", host.namespace), ignore_errors=True)

@@ -126,11 +126,10 @@ def np_resize_bilinear(image, out_h, out_w):
 
 
 def decode_jpegs(buffers):
-    """The decoded pixels the pipeline starts from (TF's libjpeg settings: PIL's differ by 1-2 levels,
-    which would blur a comparison of the geometry and arithmetic that follow)."""
+    """The decoded pixels the eval pipeline starts from (the accurate integer DCT: Pillow's pixels)."""
     with tf.Graph().as_default():
         data = tf1.placeholder(tf.string, [])
-        decoded = tf.image.decode_jpeg(data, channels=3)
+        decoded = tf.image.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
         with tf1.Session() as sess:
             return [sess.run(decoded, {data: b}) for b in buffers]
 
@@ -139,11 +138,11 @@ def np_eval_image(image, size=32, resize_to=40, mode="square"):
     h, w = image.shape[:2]
     if mode == "square":
         nh = nw = resize_to
-    else:
-        scale = np.float32(resize_to) / np.float32(min(h, w))
-        nh, nw = max(int(np.round(h * scale)), resize_to), max(int(np.round(w * scale)), resize_to)
+    else:   # Megvii's OpencvResize and torchvision's CenterCrop roundings
+        nh, nw = (resize_to, int(resize_to / h * w + 0.5)) if h < w else (int(resize_to / w * h + 0.5), resize_to)
     resized = np_resize_bilinear(image, nh, nw)
-    oy, ox = (nh - size) // 2, (nw - size) // 2
+    oy, ox = ((nh - size) // 2, (nw - size) // 2) if mode == "square" else (int(round((nh - size) / 2.0)),
+                                                                            int(round((nw - size) / 2.0)))
     crop = resized[oy:oy + size, ox:ox + size]
     return ((crop / 255.0 - MEAN) / STD).astype(np.float32)
 
@@ -169,8 +168,8 @@ def test_eval_round_trip_matches_numpy_and_covers_every_image_once(data, mode):
     recs = records(data, "validation")
     assert len(recs) == N
     pixels = decode_jpegs([r["image"] for r in recs])
-    for r, p in zip(recs, pixels):                        # the decoder agrees with PIL's, roughly
-        assert np.abs(p.astype(float) - np.asarray(Image.open(io.BytesIO(r["image"])).convert("RGB"))).mean() < 3
+    for r, p in zip(recs, pixels):                        # the decoder gives PIL's pixels
+        assert np.array_equal(p, np.asarray(Image.open(io.BytesIO(r["image"])).convert("RGB")))
     expected = [np_eval_image(p, mode=mode) for p in pixels]
     batches = run(preprocessing.input_fn(spec.EVAL, hparams(eval_resize=mode), data))
 

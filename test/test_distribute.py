@@ -34,7 +34,7 @@ def test_tf_config_parsing():
         environment.cluster_from_env({"TF_CONFIG": "{not json"})
     with pytest.raises(ZooError, match="outside the 2 workers"):
         environment.cluster_from_env({"TF_CONFIG": environment.make_tf_config(["a:1", "b:2"], 2)})
-    with pytest.raises(ZooError, match="only 'worker' tasks"):
+    with pytest.raises(ZooError, match="parameter servers .'ps'.: this runner trains with all-reduce"):
         environment.cluster_from_env({"TF_CONFIG": json.dumps(
             {"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}})})
     assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4",
@@ -82,6 +82,12 @@ def test_workers_warm_start_from_another_run(tmp_path, zoo_run):
     fingerprints = [json.loads((target / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"]
     assert_backbone_warm_started(source, target)
+    # rerun: the chief holds the model dir's lock; its worker, writing into the same dir, is not refused; it resumes
+    out, _ = _train(zoo_run, target, "--workers", "2", "--max_steps", "2", "--skip_eval", "--set",
+                    "learning_rate=1e-30", "--set", "warmup_epochs=0", "--set", "num_classes=12")
+    assert out.returncode == 0, out.stdout
+    assert "Resuming from %s/model.ckpt-1: step 1" % target in out.stdout
+    assert not (target / "train.lock").exists()
 
 
 def test_port_in_use_is_a_clear_error(tmp_path, zoo_run):
@@ -102,8 +108,8 @@ def test_missing_peer_stops_within_the_startup_timeout(tmp_path, zoo_run):
     peers = ["127.0.0.1:%d" % port for port in launcher.free_ports(2)]
     out, seconds = _train(zoo_run, tmp_path / "alone", "--max_steps", "2", "--startup_timeout", "20",
                           TF_CONFIG=environment.make_tf_config(peers, 0))
-    # ended by the watchdog process: SIGTERM, or SIGKILL 5 s later if TF ignores it (TF 2.15 blocked in C++)
-    assert out.returncode in (-signal.SIGTERM, -signal.SIGKILL), out.stdout
+    # the chief waits for its workers' start-up report before TensorFlow starts (registry.engine.rendezvous)
+    assert out.returncode == 2, out.stdout
     assert "training did not start within 20 s: no answer from worker 1 (%s)" % peers[1] in out.stdout
     assert seconds < 150
 
@@ -245,3 +251,48 @@ def test_a_signal_to_any_process_stops_every_worker_at_one_step_and_max_restarts
     assert [f["global_step"] for f in fingerprints] == [16, 16], text   # resumed, not trained past the last step
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
     assert _checkpoint_step(model_dir) == 16
+def _srun_variables(index, nodes="node[006,011-012]", tasks=3, **extra):
+    env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": str(index), "SLURM_NODEID": str(index),
+           "SLURM_NTASKS": str(tasks), "SLURM_STEP_NUM_TASKS": str(tasks), "SLURM_STEP_NODELIST": nodes,
+           "SLURM_JOB_NODELIST": nodes, "SLURM_STEP_TASKS_PER_NODE": "1(x%d)" % tasks}
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def test_slurm_and_kubeflow_layouts_make_the_cluster():
+    from registry.engine import cluster
+    port = 20000 + (10 * 77 + 3) % 10000
+    made = environment.read("cpu", "train", _srun_variables(2))
+    assert made.cluster == cluster.Cluster(["node006:%d" % port, "node011:%d" % port, "node012:%d" % port], 2)
+    assert "Slurm job 77 step 3: task 2 of 3" in made.notes[0]
+    assert cluster.from_slurm(_srun_variables(1), port=3000).workers[1] == "node011:3000"   # --port
+    assert cluster.from_slurm(_srun_variables(0, "node1", 1)) is None   # one task trains alone
+    assert cluster.from_slurm({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "1"}) is None   # a batch script of one task
+    with pytest.raises(ZooError, match=r"batch script of a Slurm job of 2 tasks, not a task started by srun"):
+        cluster.from_slurm({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"})
+    with pytest.raises(ZooError, match=r"SLURM_PROCID, SLURM_STEP_NODELIST or SLURM_JOB_NODELIST or SLURM_NODELIST "
+                                       r"not set.*srun --ntasks-per-node=1 zoo-run train"):
+        cluster.from_slurm(_srun_variables(0, SLURM_PROCID=None, SLURM_STEP_NODELIST=None, SLURM_JOB_NODELIST=None))
+    with pytest.raises(ZooError, match="SLURM_JOB_ID .or give --port."):
+        cluster.from_slurm(_srun_variables(0, SLURM_JOB_ID=None))
+    with pytest.raises(ZooError, match=r"runs 4 tasks on 2 nodes .*one task per node"):
+        cluster.from_slurm(_srun_variables(0, "node[1-2]", 4, SLURM_STEP_TASKS_PER_NODE="2(x2)"))
+    with pytest.raises(ZooError, match="SLURM_STEP_NODELIST='node\\[1-' is not a hostlist"):
+        cluster.from_slurm(_srun_variables(0, "node[1-"))
+    assert environment.read("cpu", "eval", _srun_variables(0)).cluster is None   # eval runs alone, with a note
+    tf_config = json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}})
+    assert "Slurm variables ignored: TF_CONFIG is set" in environment.read(
+        "cpu", "train", dict(_srun_variables(0), TF_CONFIG=tf_config)).notes[-1]
+
+    layout = {"chief": ["c:1"], "worker": ["w0:1", "w1:1"]}   # TFJob leaves the evaluator out of the cluster
+    config = lambda kind, index=0: {"TF_CONFIG": json.dumps({"cluster": layout, "task": {"type": kind, "index": index}})}
+    assert environment.cluster_from_env(config("chief")) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 0)
+    assert environment.cluster_from_env(config("worker", 1)) == cluster.Cluster(["c:1", "w0:1", "w1:1"], 2)
+    evaluator = environment.read("cpu", "train", config("evaluator"))
+    assert (evaluator.cluster, evaluator.evaluator) == (None, cluster.EvaluatorTask(["c:1", "w0:1", "w1:1"]))
+    with_evaluator = json.dumps({"cluster": dict(layout, evaluator=["e:1"]), "task": {"type": "evaluator"}})
+    assert cluster.from_tf_config(with_evaluator) == cluster.EvaluatorTask(["c:1", "w0:1", "w1:1"])
+    with pytest.raises(ZooError, match="at most one chief task"):
+        cluster.from_tf_config(json.dumps({"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief"}}))
+    with pytest.raises(ZooError, match="task types chief/worker/evaluator; got 'master'"):
+        cluster.from_tf_config(json.dumps({"cluster": {"master": ["a:1"]}, "task": {"type": "master"}}))

@@ -4,7 +4,6 @@ torchvision's ColorJitter semantics, and BN recalibration on a small model."""
 import io
 
 import numpy as np
-import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -89,12 +88,12 @@ def _bilinear(image, out_h, out_w):
     return np.clip(np.floor(out + 0.5), 0, 255)
 
 
-@pytest.mark.parametrize("convention", ["megvii"])
-def test_aspect_eval_matches_opencv_resize_and_center_crop(convention):
+def test_aspect_eval_matches_opencv_resize_and_center_crop():
     """eval_resize=aspect (the import-weights convention): the long side is int(256 / short * long + 0.5), the crop
     offsets int(round((side - 224) / 2)) (round half to even), and the BGR 0..255 crop is within a mean of 0.3 and
     a max of 2 of Megvii's input computed with a numpy bilinear resize of Pillow's pixels."""
     shapes = [(257, 300), (300, 257), (225, 999), (383, 511), (256, 256), (229, 230), (480, 361)]
+    convention = "megvii"
     with tf.Graph().as_default():
         shape = tf1.placeholder(tf.int32, [2])
         sizes = transforms.short_side_size(shape, 256, convention)
@@ -169,7 +168,7 @@ def test_color_jitter_has_torchvisions_semantics():
     assert max(np.abs(d[2] - picture).max() for d in draws) > 20
 
 
-def test_train_transform_jitters_after_the_resize_and_before_normalisation(tmp_path):
+def test_train_transform_jitters_after_the_resize_and_before_normalisation():
     """The plugin's train_image with color_jitter s is the jitter of its image at s = 0 (same crop and flip)."""
     jpeg = _photo(80, 90, 3)
     base = _hparams(image_size=48, input_normalization="none", train_dct_method="INTEGER_ACCURATE")
@@ -185,16 +184,25 @@ def test_train_transform_jitters_after_the_resize_and_before_normalisation(tmp_p
 # ------------------------------------------------------------------ BN recalibration
 
 class _TinyModel(object):
-    """images [B, 4, 4, 3] -> batch norm -> 1x1 conv -> batch norm -> mean -> dense, with registry.nn.batch_norm;
-    its train data: 4 fixed batches of 6, in order, repeated."""
+    """A network with the plugin contract: images [B, 4, 4, 3] -> batch norm -> 1x1 conv -> batch norm -> mean ->
+    dense, with registry.nn.batch_norm; its train data: 4 fixed batches of 6, in order, repeated; eval: the same
+    24 images once."""
+
+    presets = {}
 
     def __init__(self, batches):
         self.batches = batches
 
+    def default_hparams(self):
+        return {"batch_size": 6, "learning_rate": 0.1, "epochs": 1.0, "num_classes": 2, "image_size": 4,
+                "num_train_images": 24, "num_eval_images": 24, "save_checkpoints_steps": 100, "eval_every_epochs": 0.0,
+                "bn_recalibration_epochs": 0.0, "label_offset": 0}
+
     def input_fn(self, mode, hparams, data_path, input_context=None):
         images = np.concatenate(self.batches).astype(np.float32)
-        labels = np.zeros(len(images), np.int32)
-        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(self.batches[0])).repeat()
+        labels = (images.mean((1, 2, 3)) > images.mean()).astype(np.int32)
+        data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(len(self.batches[0]))
+        return data.repeat() if mode == "train" else data
 
     def build_model(self, images, is_training, hparams):
         x = nn.batch_norm(images, is_training, "bn0", momentum=0.9, epsilon=1e-5)
@@ -204,16 +212,20 @@ class _TinyModel(object):
         return tf.matmul(tf.reduce_mean(x, [1, 2]), dense)
 
 
+def _batches():
+    rng = np.random.RandomState(0)
+    return [rng.normal(k, 1 + k, (6, 4, 4, 3)) for k in range(4)]
+
+
 def _variables(prefix):
     reader = tf.train.load_checkpoint(prefix)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def test_bn_recalibration_averages_the_batch_statistics_and_resumes(tmp_path):
-    rng = np.random.RandomState(0)
-    batches = [rng.normal(k, 1 + k, (6, 4, 4, 3)) for k in range(4)]
+    batches = _batches()
     model = _TinyModel(batches)
-    hparams = {"batch_size": 6, "num_train_images": 24, "num_classes": 2, "save_checkpoints_steps": 100}
+    hparams = model.default_hparams()
     model_dir = str(tmp_path)
     with tf.Graph().as_default():   # a "trained" checkpoint at step 50
         step = tf1.train.get_or_create_global_step()
@@ -250,30 +262,31 @@ def test_bn_recalibration_averages_the_batch_statistics_and_resumes(tmp_path):
     assert after["global_step"] == 58
 
 
-def test_bn_recalibration_ends_a_finished_schedule_and_runs_as_a_command(tmp_path, capsys):
+def test_bn_recalibration_ends_a_finished_schedule_and_runs_as_a_command(tmp_path, capsys, monkeypatch):
     """`bn_recalibration_epochs` runs after the schedule's last step (not when --max_steps stops the run first), with
     the evaluations before and after in the records; `zoo-run recalibrate-bn` does another pass on the model dir."""
-    from registry import cli, hparams as hp
-    from registry.data.demo import demo_data_path
+    from registry import cli, discovery, hparams as hp
     from registry.engine import results, runner
-    model, model_dir = models.SHUFFLENETV1_G3, str(tmp_path)
-    params = hp.resolve(model, preset="demo", set_args=["batch_size=16", "epochs=0.04", "eval_every_epochs=0",
-                                                        "bn_recalibration_epochs=0.03"])
-    runner.train(model, params, demo_data_path(), model_dir, max_steps=2, skip_eval=True, log=lambda *a: None)
+    model, model_dir = _TinyModel(_batches()), str(tmp_path)
+    params = hp.resolve(model, set_args=["bn_recalibration_epochs=0.5"])   # 4 steps, then 2 of recalibration
+    runner.train(model, params, None, model_dir, max_steps=2, skip_eval=True, log=lambda *a: None)
     assert recalibration.read_record(model_dir) is None          # stopped early: no pass
-    record = runner.train(model, params, demo_data_path(), model_dir, log=lambda *a: None)
-    assert record["global_step"] == 4 + 3                         # 4 steps of schedule, 3 of recalibration
+    record = runner.train(model, params, None, model_dir, log=lambda *a: None)
+    assert record["global_step"] == 4 + 2
     summary = results.read_json(model_dir, results.RUN_SUMMARY)["bn_recalibration"]
     assert summary["before"]["global_step"] == 4 and summary["after"] == record and summary["done"]
-    assert [r["global_step"] for r in results.read_eval_history(model_dir)] == [4, 7]
-    trained, recalibrated = _variables(model_dir + "/model.ckpt-4"), _variables(model_dir + "/model.ckpt-7")
+    assert [r["global_step"] for r in results.read_eval_history(model_dir)] == [4, 6]
+    trained, recalibrated = _variables(model_dir + "/model.ckpt-4"), _variables(model_dir + "/model.ckpt-6")
+    assert set(trained) == set(recalibrated)                      # the optimiser's slots are kept
     moved = [name for name in trained if name != "global_step" and not np.array_equal(trained[name],
                                                                                          recalibrated[name])]
-    assert moved and all("moving_" in name for name in moved), moved
+    assert sorted(moved) == ["bn0/moving_mean", "bn0/moving_variance", "bn1/moving_mean", "bn1/moving_variance"]
+    assert runner.train(model, params, None, model_dir, log=lambda *a: None)["global_step"] == 6   # done: no rerun
 
-    assert cli.main(["recalibrate-bn", "shufflenetv1_g3", "--model_dir", model_dir, "--epochs", "0.03"]) == 0
+    monkeypatch.setattr(discovery, "get_model", lambda name: model)
+    assert cli.main(["recalibrate-bn", "tiny", "--model_dir", model_dir, "--epochs", "0.5"]) == 0
     assert "top-1" in capsys.readouterr().out
     again = recalibration.read_record(model_dir)
-    assert (again["start_step"], again["before"]["global_step"], again["after"]["global_step"]) == (7, 7, 10)
+    assert (again["start_step"], again["before"]["global_step"], again["after"]["global_step"]) == (6, 6, 8)
     assert results.read_json(model_dir, results.RUN_SUMMARY)["bn_recalibration"] == again
-    assert results.read_json(model_dir, results.EVAL_RESULTS)["global_step"] == 10
+    assert results.read_json(model_dir, results.EVAL_RESULTS)["global_step"] == 8

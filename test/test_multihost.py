@@ -1,10 +1,13 @@
 """Multi-host data parallel training as hosts really are: two network namespaces joined by a veth pair, one
 worker in each, TF_CONFIG naming their own addresses (MultiWorkerMirroredStrategy, ring all-reduce over the
-link), the model dir on storage both read. Two scenarios per lane: training in sync, and a worker that dies (then
-a SIGTERM to one host's process, which stops both at one checkpoint)."""
+link), the model dir on storage both read. Scenarios per lane: training in sync, a worker that dies (then a SIGTERM
+to one host's process, which stops both at one checkpoint), and the cluster schedulers' layouts (Slurm's srun
+variables; a Kubeflow TFJob's chief, worker and evaluator) with evaluation on every worker, all in one pair of
+hosts."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -174,3 +177,112 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
     assert [f["global_step"] for f in fingerprints] == [28, 28]
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
     assert json.loads((model_dir / "run_summary.json").read_text())["final_step"] == 28
+
+
+SLURM_NODES = ("node006", "node011")   # the names Slurm would give the two hosts: SLURM_*_NODELIST node[006,011]
+SLURM_JOB = 4242
+
+
+def _uneven_demo_data(directory):
+    """The bundled demo data with 359 validation images (the first 359 records): two workers get 180 and 179."""
+    from registry.data.demo import demo_data_path
+    shutil.copytree(demo_data_path(), str(directory))
+    validation = str(directory / "validation-00000-of-00001")
+    records = list(tf.compat.v1.io.tf_record_iterator(validation))[:359]
+    with tf.io.TFRecordWriter(validation) as writer:
+        for record in records:
+            writer.write(record)
+    return directory
+
+
+def _slurm_variables(index):
+    """What srun sets in task `index` of `srun --ntasks-per-node=1` in a two-node allocation."""
+    nodes = "node[006,011]"
+    return {"SLURM_JOB_ID": str(SLURM_JOB), "SLURM_JOBID": str(SLURM_JOB), "SLURM_STEP_ID": "0", "SLURM_STEPID": "0",
+            "SLURM_PROCID": str(index), "SLURM_NODEID": str(index), "SLURM_LOCALID": "0", "SLURM_NTASKS": "2",
+            "SLURM_NPROCS": "2", "SLURM_NNODES": "2", "SLURM_JOB_NUM_NODES": "2", "SLURM_STEP_NUM_NODES": "2",
+            "SLURM_STEP_NUM_TASKS": "2", "SLURM_JOB_NODELIST": nodes, "SLURM_NODELIST": nodes,
+            "SLURM_STEP_NODELIST": nodes, "SLURM_TASKS_PER_NODE": "1(x2)", "SLURM_STEP_TASKS_PER_NODE": "1(x2)",
+            "SLURMD_NODENAME": SLURM_NODES[index]}
+
+
+def _run_all(started, outputs, timeout=900):
+    """Waits for every (name, process) of `started`; returns ({name: code}, the outputs' text)."""
+    deadline = time.time() + timeout
+    codes = {}
+    try:
+        for name, process in started:
+            codes[name] = process.wait(timeout=max(1.0, deadline - time.time()))
+    finally:
+        for _, process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return codes, "\n".join("--- %s\n%s" % (path.name, path.read_text()) for path in outputs)
+
+
+def _history(directory):
+    return {r["global_step"]: r for r in map(json.loads, (directory / "eval_history.jsonl").read_text().splitlines())}
+
+
+def test_clusters_slurm_and_a_tfjob_with_an_evaluator_and_evaluation_on_every_worker(tmp_path, zoo_run):
+    """One pair of hosts named node006 and node011 (hosts files), data whose 359 eval images split 180/179:
+    1. Slurm: `srun zoo-run train` as two tasks with srun's variables (no TF_CONFIG) trains to the end with equal
+       weights on both nodes; the final evaluation runs on both workers (all-reduced).
+    2. A Kubeflow TFJob layout: chief (node006) + worker (node011) train and evaluate on both workers, an evaluator
+       task beside them evaluates every checkpoint (kept from retention: keep_checkpoint_max=1) and ends at the last
+       one. Its one-process records equal the workers' all-reduced ones: the same top-1/top-5 counts and loss."""
+    data = _uneven_demo_data(tmp_path / "data")
+    common = ["train", "shufflenetv1_g3", "--device", "cpu", "--preset", "demo", "--data_path", str(data),
+              "--startup_timeout", "900"]
+    with netns.two_hosts("clu", host_names=SLURM_NODES) as hosts:
+        slurm_dir = tmp_path / "slurm"
+        started, outputs = [], []
+        for index, host in enumerate(hosts):
+            outputs.append(tmp_path / ("slurm-task-%d.out" % index))
+            with open(str(outputs[-1]), "w") as out:
+                env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+                env.update(_slurm_variables(index))
+                started.append((index, host.popen([zoo_run] + common + [
+                    "--model_dir", str(slurm_dir), "--max_steps", "4", "--eval_every_epochs", "0"],
+                    env=env, stdout=out, stderr=subprocess.STDOUT)))
+        codes, text = _run_all(started, outputs)
+        assert codes == {0: 0, 1: 0}, text
+        port = 20000 + (10 * SLURM_JOB) % 10000
+        assert "Slurm job %d step 0: task 1 of 2 (multi-worker training over node006:%d, node011:%d)" % (
+            SLURM_JOB, port, port) in text, text
+        fingerprints = [json.loads((slurm_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+        assert [f["global_step"] for f in fingerprints] == [4, 4]
+        assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
+        assert _history(slurm_dir)[4]["num_images"] == 359
+
+        tfjob_dir = tmp_path / "tfjob"
+        cluster = {"chief": ["node006:2222"], "worker": ["node011:2222"]}   # as TFJob writes it: no evaluator
+        tasks = [("chief", hosts[0]), ("worker", hosts[1]), ("evaluator", hosts[0])]
+        started, outputs = [], []
+        for kind, host in tasks:
+            outputs.append(tmp_path / ("tfjob-%s.out" % kind))
+            with open(str(outputs[-1]), "w") as out:
+                # 11 steps an epoch at global batch 128: the workers evaluate at steps 2, 4 and 6
+                env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": kind, "index": 0}}))
+                started.append((kind, host.popen([zoo_run] + common + [
+                    "--model_dir", str(tfjob_dir), "--max_steps", "6", "--eval_every_epochs", "0.2",
+                    "--set", "save_checkpoints_steps=2", "keep_checkpoint_max=1", "--evaluator_timeout", "600"],
+                    env=env, stdout=out, stderr=subprocess.STDOUT)))
+        codes, text = _run_all(started, outputs)
+    assert codes == {"chief": 0, "worker": 0, "evaluator": 0}, text
+    assert "worker 0 of 2 (chief)" in text and "worker 1 of 2 (not chief)" in text, text
+    fingerprints = [json.loads((tfjob_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
+    assert "Evaluator done: the training's last checkpoint (step 6) is evaluated" in text, text
+    workers, evaluator = _history(tfjob_dir), _history(tfjob_dir / "evaluator")
+    assert sorted(workers) == [2, 4, 6] and sorted(evaluator) == [0, 2, 4, 6], text   # none lost to retention
+    assert not list((tfjob_dir / "evaluator" / "checkpoints").iterdir())   # its snapshots are removed
+    for step in (2, 4, 6):
+        shared, alone = workers[step], evaluator[step]
+        assert shared["num_images"] == alone["num_images"] == 359
+        for key in ("top1", "top5"):   # counts: exactly equal
+            assert round(shared[key] * 359) == round(alone[key] * 359), (step, key, shared, alone)
+        assert shared["loss"] == pytest.approx(alone["loss"], rel=1e-5), (step, shared, alone)
+        assert alone["checkpoint"] == str(tfjob_dir / ("model.ckpt-%d" % step))
+    assert (tfjob_dir / "evaluator" / "eval").is_dir()   # its TensorBoard scalars

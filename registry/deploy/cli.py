@@ -41,7 +41,9 @@ def cmd_export(args):
     from registry.deploy.export import FORMATS, export
     export(model, params, args.model_dir, args.output, batch_size=args.batch_size, checkpoint=args.checkpoint,
            name=args.name, overwrite=args.overwrite, formats=FORMATS if args.format == "all" else (args.format,),
-            opset=args.opset, max_pixels=args.max_image_pixels, onnx_layout=args.onnx_layout)
+            opset=args.opset, max_pixels=args.max_image_pixels, onnx_layout=args.onnx_layout,
+           precision=args.precision, calibration_data=args.calibration_data, max_accuracy_drop=args.max_accuracy_drop,
+           calibration_images=args.calibration_images)
     return 0
 
 
@@ -62,6 +64,30 @@ def cmd_predict(args):
                           "no class names (pass --labels DATA_DIR/labels.txt)"))
         print(predict.format_table(results))
     return 0
+
+
+def precision_arguments(parser, export=False):
+    """--precision and --calibration_data (export, perf, eval); export adds --max_accuracy_drop and
+    --calibration_images."""
+    from registry.deploy.openvino_export import DEFAULT_MAX_ACCURACY_DROP, PRECISIONS
+    from registry.deploy.quantize import DEFAULT_IMAGES
+    group = parser.add_argument_group("OpenVINO precision (lane tf2)")
+    group.add_argument("--precision", choices=PRECISIONS,
+                       help="f32: float32, TensorFlow's numerics; bf16: compiled in bfloat16 (float32 on CPUs without "
+                            "bfloat16 hardware: OpenVINO falls back, and says so); int8: NNCF post-training "
+                            "quantization calibrated on --calibration_data. Default: %s" % (
+                                "int8 with --calibration_data, else f32" if export else
+                                "an export dir's default_precision (the fastest its accuracy check showed), else f32"))
+    group.add_argument("--calibration_data", type=paths.expand, metavar="DIR",
+                       help="TFRecords whose train split (else validation split) calibrates INT8" + (
+                           " and whose validation split checks the bf16/int8 model's top-1 against f32" if export
+                           else ""))
+    if export:
+        group.add_argument("--max_accuracy_drop", type=float, default=DEFAULT_MAX_ACCURACY_DROP, metavar="POINTS",
+                           help="refuse a bf16/int8 export whose top-1 is more than POINTS below f32's on the "
+                                "check split (default %g)" % DEFAULT_MAX_ACCURACY_DROP)
+        group.add_argument("--calibration_images", type=int, default=DEFAULT_IMAGES,
+                           help="images calibrating INT8 (default %d, NNCF's)" % DEFAULT_IMAGES)
 
 
 def register(subparsers):
@@ -113,6 +139,7 @@ def register(subparsers):
     p.add_argument("--onnx_layout", type=str.upper, choices=["NHWC", "NCHW"], default="NHWC",
                    help="layout of the ONNX and OpenVINO models' input: NHWC (default, as the frozen graph's) or NCHW "
                         "([N, 3, H, W], as PyTorch's exports)")
+    precision_arguments(p, export=True)
     p.add_argument("--batch_size", type=int, default=1, help="fixed batch of the frozen graph (default 1)")
     p.add_argument("--checkpoint", type=paths.expand, help="a checkpoint prefix (default: the model dir's latest)")
     p.add_argument("--overwrite", action="store_true", help="replace existing exports of the chosen formats")

@@ -101,15 +101,17 @@ def write_frozen_graph(model, hparams, checkpoint, path, batch_size):
 
 def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, name=None, overwrite=False,
            formats=("tf",), opset=None, log=print, max_pixels=images_mod.DEFAULT_MAX_IMAGE_PIXELS,
-           onnx_layout="NHWC"):
+           onnx_layout="NHWC", precision=None, calibration_data=None,
+           max_accuracy_drop=openvino_export.DEFAULT_MAX_ACCURACY_DROP, calibration_images=None):
     """Writes the `formats` into OUTPUT: "tf" the SavedModel, frozen_graph.pb and export_info.json, "onnx"
     model.onnx and onnx_info.json (see registry.deploy.onnx_export; `opset` None: its default; `onnx_layout`: the
     graph input's, NHWC or NCHW), "openvino" the same conversion as OpenVINO IR (registry.deploy.openvino_export);
-    and class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. Returns
+    and class_names.txt. `max_pixels`: the largest image (width x height) serving_default decodes. `precision`
+    (OpenVINO: f32, bf16 or int8; default int8 with `calibration_data`, else f32), `calibration_data`,
+    `max_accuracy_drop`, `calibration_images`: see registry.deploy.openvino_export. Returns
     {format: info dict}. Raises a ZooError, before writing anything, for an unknown format, a missing optional
     package or an existing output (unless `overwrite`)."""
-    import tensorflow as tf
-    from registry.engine.warm_start import check_fits, resolve_checkpoint
+    from registry.engine.warm_start import check_fits
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ZooError("unknown export format %s: choose from %s" % (", ".join(map(repr, unknown)) or "(none)",
@@ -124,10 +126,39 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
         onnx_export.check_layout(onnx_layout)
         onnx_export.require("--format onnx" if "onnx" in formats else "--format openvino (through ONNX)",
                             onnx_export.PACKAGES if "onnx" in formats else ("onnx", "tf2onnx"))
+    precision = precision or ("int8" if calibration_data else "f32")
+    if (precision != "f32" or calibration_data) and "openvino" not in formats:
+        raise ZooError("--precision and --calibration_data are OpenVINO's (--format openvino or all): the %s export "
+                       "is float32" % "/".join(formats))
     if "openvino" in formats:
         openvino_export.require("--format openvino")
+<<<<<<< HEAD
+    from registry.engine.pinned import Pinned
+    held = Pinned(checkpoint or model_dir, log=log)   # a training run beside it may delete the checkpoint chosen
+    try:
+        check_fits(model, hparams, held.path, "exported", held.original)
+        return _write(model, hparams, model_dir, output, batch_size, held.original, held.path, name, overwrite,
+                      formats, opset, log, max_pixels, onnx_layout)
+    finally:
+        held.close()
+
+
+def _write(model, hparams, model_dir, output, batch_size, checkpoint, restore_from, name, overwrite, formats, opset,
+           log, max_pixels, onnx_layout):
+    """export()'s writing, from the checkpoint named `checkpoint`, restored from `restore_from` (its pinned copy)."""
+    import tensorflow as tf
+=======
+        openvino_export.check_precision(precision, "zoo-run export --format openvino")
+        if precision == "int8" and not calibration_data:
+            raise ZooError("--precision int8 needs --calibration_data DIR: TFRecords (a few hundred images of a train "
+                           "split, and a validation split to check the accuracy on) to calibrate the quantization")
+        if calibration_data:
+            paths.require_dir(calibration_data, "--calibration_data")
+        if max_accuracy_drop < 0:
+            raise ZooError("--max_accuracy_drop must be >= 0 (top-1 points), got %g" % max_accuracy_drop)
     checkpoint = resolve_checkpoint(checkpoint or model_dir)
     check_fits(model, hparams, checkpoint, "exported")
+>>>>>>> i25-precision
     saved_model = os.path.join(output, SAVED_MODEL_DIR)
     targets = {"tf": [saved_model, os.path.join(output, FROZEN_GRAPH)],
                "onnx": [os.path.join(output, onnx_export.ONNX_FILE)],
@@ -151,9 +182,9 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
     log("Exported %s" % checkpoint)
     infos = collections.OrderedDict()
     if "tf" in formats:
-        infos["tf"] = _export_tf(model, hparams, checkpoint, output, batch_size, common, log, max_pixels)
+        infos["tf"] = _export_tf(model, hparams, restore_from, output, batch_size, common, log, max_pixels)
     if "onnx" in formats:
-        infos["onnx"] = onnx_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET, common, log,
+        infos["onnx"] = onnx_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET, common, log,
                                           onnx_layout)
         log("  Ascend: atc --model=%s --framework=5 --input_shape=\"%s:%s\" --output=%s "
             "--soc_version=<your Ascend SoC, e.g. Ascend310>"
@@ -161,8 +192,14 @@ def export(model, hparams, model_dir, output, batch_size=1, checkpoint=None, nam
                                                                        infos["onnx"]["input"]["shape"]),
                os.path.join(output, "model_onnx")))
     if "openvino" in formats:
-        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
+<<<<<<< HEAD
+        infos["openvino"] = openvino_export.write(model, hparams, restore_from, output, opset or onnx_export.OPSET,
                                                   common, log, onnx_layout)
+=======
+        infos["openvino"] = openvino_export.write(model, hparams, checkpoint, output, opset or onnx_export.OPSET,
+                                                  common, log, onnx_layout, precision, calibration_data,
+                                                  max_accuracy_drop, calibration_images)
+>>>>>>> i25-precision
     return infos
 
 

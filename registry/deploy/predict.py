@@ -85,14 +85,16 @@ def predict(model, hparams, model_dir, paths, top_k=5, labels=None, checkpoint=N
     data set's id of that class (class + label_offset: the id in its labels.txt and records). 'format' says what
     reading the file as a viewer shows it took (see read_image). Raises a ZooError naming the file for one that is
     not read, before the model is built, and for a checkpoint of another network (warm_start.check_fits)."""
-    from registry.engine.warm_start import check_fits, resolve_checkpoint
+    from registry.engine.pinned import Pinned
+    from registry.engine.warm_start import check_fits
     images = [(path,) + read_image(path, max_pixels) for path in paths]  # every file checked before the model
     check_decodable(images)
-    checkpoint = resolve_checkpoint(checkpoint or model_dir)
-    check_fits(model, hparams, checkpoint, "used for prediction")
-    num_classes, label_offset = int(hparams["num_classes"]), int(hparams.get("label_offset", 1))
-    names, source = labels_mod.class_names(num_classes, label_offset, labels, model_dir)
-    predictor = Predictor(model, hparams, checkpoint)
+    with Pinned(checkpoint or model_dir) as held:   # a training run beside it may delete the checkpoint chosen
+        check_fits(model, hparams, held.path, "used for prediction", held.original)
+        num_classes, label_offset = int(hparams["num_classes"]), int(hparams.get("label_offset", 1))
+        names, source = labels_mod.class_names(num_classes, label_offset, labels, model_dir)
+        predictor = Predictor(model, hparams, held.path)
+    checkpoint = held.original
     results = []
     try:
         for path, data, kind in images:

@@ -90,25 +90,98 @@ def write_state(directory, prefixes):
     os.replace(path + ".tmp", path)
 
 
-def latest(directory, log=None, repair=True):
+def damage(prefix):
+    """None when every tensor of the checkpoint `prefix` reads back whole; else what is wrong: its files with their
+    sizes and TensorFlow's one-line reason (a data shard cut short by an interrupted copy reads as "Read less bytes
+    than requested"). Reads the whole checkpoint once (about the model's size, with its optimizer slots)."""
+    try:
+        reader = tf1.train.NewCheckpointReader(prefix)
+        for name in sorted(reader.get_variable_to_shape_map()):
+            reader.get_tensor(name)
+    except Exception as err:   # TF raises OpErrors, IndexError ("Read less bytes than requested"), ValueError...
+        reason = [line for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+        files = ", ".join("%s %d bytes" % (os.path.basename(f), os.path.getsize(f)) for f in sorted(files_of(prefix))
+                          if os.path.exists(f))
+        return "%s (%s)" % (reason[0][:200], files or "no files")
+    return None
+
+
+def _set_aside(prefix):
+    """Renames the files of a damaged checkpoint to *.incomplete, so that nothing takes it for a checkpoint again;
+    returns their new names."""
+    moved = []
+    for path in files_of(prefix) + glob.glob(glob.escape(prefix) + ".meta"):
+        try:
+            os.replace(path, path + ".incomplete")
+            moved.append(os.path.basename(path) + ".incomplete")
+        except OSError:
+            pass
+    return moved
+
+
+def latest(directory, log=None, repair=True, verify=False):
     """The newest checkpoint prefix of `directory`, or None. A state file that cannot be used is rebuilt from the
     complete checkpoints on disk (when `repair`; the chief repairs, the other workers only read), with a note
-    through `log`."""
+    through `log`.
+
+    `verify`: the checkpoint returned also reads back whole (`damage`, e.g. a data shard cut short by an interrupted
+    copy); a damaged one is named in a note and skipped for the newest intact one (when `repair`, its files are
+    renamed *.incomplete and the state file names the intact one)."""
     path, problem = _read_state(directory)
-    if path:
+    if path and not verify:
         return path
     found = complete_checkpoints(directory)
+    if path and path not in found:
+        found.append(path)   # named by the state file: relative paths, another spelling of the directory
+    if path:
+        found = [p for p in found if checkpoint_step(p) <= checkpoint_step(path) and p != path] + [path]
+    skipped = False
+    while verify and found:
+        what = damage(found[-1])
+        if what is None:
+            break
+        bad, skipped = found.pop(), True
+        moved = _set_aside(bad) if repair else []
+        if log:
+            log("note: checkpoint %s is incomplete or damaged: %s. It is skipped%s; %s"
+                % (bad, what, " (its files renamed %s)" % ", ".join(moved) if moved else "",
+                   "using %s, the newest intact checkpoint" % os.path.basename(found[-1]) if found
+                   else "no intact checkpoint is left, so training starts at step 0"))
+        problem = problem or "names %s, which is incomplete or damaged" % os.path.basename(bad)
     if not found:
-        if problem and log:
+        if problem and log and not skipped:
             log("note: %s %s, and %s has no complete checkpoint: training starts at step 0"
                 % (os.path.join(directory, STATE_FILE), problem, directory))
+        if skipped and repair and os.path.exists(os.path.join(directory, STATE_FILE)):
+            os.remove(os.path.join(directory, STATE_FILE))
         return None
+    if found[-1] == path and not problem:
+        return path
     if repair:
         write_state(directory, found)
-        if log:
+        if log and not skipped:
             log("note: %s %s; rebuilt it from the checkpoints on disk (latest %s)"
                 % (os.path.join(directory, STATE_FILE), problem or "was missing", os.path.basename(found[-1])))
     return found[-1]
+
+
+def apply_retention(directory, keep, log=None):
+    """Removes the oldest complete checkpoints of `directory` beyond the newest `keep` (keep_checkpoint_max; 0 or
+    None keeps all), with a note: a run resumed with a lower keep_checkpoint_max applies it to the checkpoints of
+    earlier runs too (the Saver only counts its own). Returns the prefixes removed."""
+    found = complete_checkpoints(directory)
+    if not keep or len(found) <= keep:
+        return []
+    removed, kept = found[:-keep], found[-keep:]
+    write_state(directory, kept)   # first: the state file never names a checkpoint that is gone
+    for prefix in removed:
+        for path in files_of(prefix) + glob.glob(glob.escape(prefix) + ".meta"):
+            storage.remove(path)
+    if log:
+        log("note: keep_checkpoint_max is %d: removed %d older checkpoint%s of earlier runs (%s), kept %s"
+            % (keep, len(removed), "s" if len(removed) > 1 else "", ", ".join(os.path.basename(p) for p in removed),
+               ", ".join(os.path.basename(p) for p in kept)))
+    return removed
 
 
 def _variable_bytes():
@@ -124,7 +197,7 @@ class CheckpointHook(tf1.train.SessionRunHook):
     """Writes a checkpoint into `directory` when the session starts from no checkpoint (see `save_at_start`), every
     `every_steps` steps, at each step of `at_steps` (e.g. the evaluation steps) and at the end.
 
-    After a save at a step of `at_steps`, calls `after_save(step, checkpoint prefix)` (e.g. an evaluation):
+    After a save at a step of `at_steps`, calls `after_save(step, checkpoint prefix, session)` (e.g. an evaluation):
     synchronously, before the next step, so checkpoint retention (`keep_checkpoint_max`) can never delete a
     checkpoint while it is evaluated. Steps are read from the session after each run, so a run that advances several
     steps (NPU loop sinking) still triggers every due save once. Under a multi-worker strategy every worker must
@@ -155,6 +228,8 @@ class CheckpointHook(tf1.train.SessionRunHook):
         tf1.gfile.MakeDirs(self._directory)
         step = int(session.run(self._global_step))
         self._last_path = latest(self._directory, repair=False)
+        # retention counts the checkpoints already on disk, not only this Saver's (apply_retention)
+        self._saver.recover_last_checkpoints(complete_checkpoints(self._directory))
         self._last_saved = None if self._save_at_start else step
         self._next_every = (step // self._every + 1) * self._every
         self._at_steps = [s for s in self._at_steps if s > step]
@@ -169,7 +244,7 @@ class CheckpointHook(tf1.train.SessionRunHook):
             self._next_every = (step // self._every + 1) * self._every
             self._at_steps = [s for s in self._at_steps if s > step]
             if due_at and self._after_save:
-                self._after_save(step, self._last_path)
+                self._after_save(step, self._last_path, run_context.session)
 
     def end(self, session):
         step = int(session.run(self._global_step))

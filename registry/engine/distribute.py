@@ -6,11 +6,14 @@ distribute coordinator in independent-worker mode (the same coordinator tf.estim
 the worker's gRPC server and gives the monitored session its target and collective settings);
 gradients are all-reduced (collective ring) every step, so every worker holds the same weights. Worker 0
 is the chief: it writes the checkpoints, the train log and the evaluations; the others save the same
-steps into a scratch dir (saving may run collectives). The model dir must be one directory every worker
-reads (shared storage), as resuming restores its checkpoint on every worker. TF_CONFIG (JSON) names the
-cluster and this process:
+steps into a scratch dir (saving may run collectives). Every worker restores the same step on resume: from the
+model dir on shared storage, or from its own scratch copy with a model dir per host (registry.engine.rendezvous).
+TF_CONFIG (JSON) names the cluster and this process:
 
     {"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}
+
+or a Kubeflow TFJob's chief/worker layout, or Slurm's srun variables (registry.engine.cluster makes each one list
+of workers, the chief first).
 
 Failures that TensorFlow itself turns into hangs, aborts or vague errors are checked here instead: this task's
 port already in use (checked before the gRPC server starts; when what holds it is another worker's gRPC server,
@@ -29,7 +32,8 @@ import sys
 import tensorflow as tf
 
 from registry import tf_compat
-from registry.engine import devices, results
+from registry.engine import devices, rendezvous, results
+from registry.engine.cluster import make_tf_config
 from registry.errors import ZooError
 
 tf1 = tf.compat.v1
@@ -64,7 +68,7 @@ def check_own_port(cluster):
         probe.bind(("" if host not in ("127.0.0.1", "localhost") else host, port))
     except OSError as err:
         local = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        if _speaks_http2(local, port):
+        if _speaks_http2(local, port) or rendezvous.is_listening(local, port):   # a gRPC server, or a chief's start
             raise ZooError(
                 "worker %d cannot listen on %s: a gRPC server already does, most likely another worker started "
                 "with the same TF_CONFIG index %d. Each worker of the cluster needs its own index (0..%d, task "
@@ -183,6 +187,9 @@ def run_worker(cluster, model_dir, startup_timeout, train, resume_command="the s
     watchdog = PeerWatchdog(cluster, startup_timeout, model_dir, resume_command).start()
     hooks = [WatchdogHook(watchdog), WeightsFingerprintHook(model_dir, cluster.index)]
     try:
+        # The strategy reads TF_CONFIG itself (TF 2.x): give it the training workers only, whatever the cluster's
+        # source (a TFJob's chief/evaluator layout, Slurm's variables) - registry.engine.cluster made them one list.
+        os.environ["TF_CONFIG"] = make_tf_config(cluster.workers, cluster.index)
         strategy = tf_compat.multi_worker_strategy()
         return distribute_coordinator.run_distribute_coordinator(
             lambda configured: train(configured, None, hooks=hooks), strategy,

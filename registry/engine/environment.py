@@ -6,8 +6,11 @@ trained, decides whether each applies to this run, and says so at start.
                                           files); on cpu/gpu they are ignored, with a note, and the run
                                           trains on all the data as one worker
     ASCEND_DEVICE_ID, DEVICE_ID           the Ascend card npu_bridge opens: npu only, else ignored with a note
-    TF_CONFIG                             multi-worker training (`zoo-run train` on cpu/gpu); an error with
-                                          --device npu; ignored with a note by eval and perf (they run locally)
+    TF_CONFIG                             multi-worker training (`zoo-run train` on cpu/gpu; chief, worker and
+                                          evaluator tasks, registry.engine.cluster); an error with --device npu;
+                                          ignored with a note by eval and perf (they run locally)
+    SLURM_*                               without TF_CONFIG: an srun task of a multi-worker training (`zoo-run
+                                          train` on cpu/gpu, registry.engine.cluster); ignored with a note else
     CUDA_VISIBLE_DEVICES, TF_XLA_FLAGS    read by CUDA / TensorFlow themselves: shown
     TF_ENABLE_ONEDNN_OPTS                 TensorFlow 2.x's oneDNN CPU kernels: zoo-run sets it to 1 unless it is set
                                           (registry/onednn.py); shown with who set it; ignored with a note on lane
@@ -19,50 +22,35 @@ trained, decides whether each applies to this run, and says so at start.
 gives the input pipeline) comes from those settings, never from the variables themselves.
 """
 import collections
-import json
 import os
 
 from registry import onednn
+from registry.engine import cluster as clusters
 from registry.errors import ZooError
 
-Cluster = collections.namedtuple("Cluster", "workers index")
-Launch = collections.namedtuple("Launch", "rank_size rank_id cluster applied ignored notes")
-Launch.__doc__ = """rank_size, rank_id: the NPU ranks (1, 0 off the NPU); cluster: the TF_CONFIG Cluster of a
-multi-worker train, or None; applied / ignored: {variable: value}; notes: one line per variable set."""
+Cluster = clusters.Cluster
+make_tf_config = clusters.make_tf_config
+Launch = collections.namedtuple("Launch", "rank_size rank_id cluster applied ignored notes evaluator",
+                                defaults=(None,))
+Launch.__doc__ = """rank_size, rank_id: the NPU ranks (1, 0 off the NPU); cluster: the Cluster of a multi-worker
+train (from TF_CONFIG or Slurm), or None; applied / ignored: {variable: value}; notes: one line per variable set;
+evaluator: the TF_CONFIG EvaluatorTask when this process is a TFJob's evaluator, else None."""
 
 RANK_VARIABLES = ("RANK_SIZE", "RANK_ID", "RANK_TABLE_FILE")
 CARD_VARIABLES = ("ASCEND_DEVICE_ID", "DEVICE_ID")
 SHOWN_VARIABLES = {"CUDA_VISIBLE_DEVICES": "the GPUs CUDA lets TensorFlow see",
                    "TF_XLA_FLAGS": "XLA settings, read by TensorFlow"}
 CONTAINER_ONLY = ("TF_ENABLE_AUTO_MIXED_PRECISION",)
+SLURM_SHOWN = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NODEID", "SLURM_STEP_NODELIST",
+               "SLURM_JOB_NODELIST", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_STEP_TASKS_PER_NODE")
 
 
 def cluster_from_env(environ=None):
-    """The TF_CONFIG cluster (workers, this task's index), or None when TF_CONFIG is unset or has one worker."""
+    """The TF_CONFIG cluster (workers, this task's index), an EvaluatorTask, or None when TF_CONFIG is unset or
+    trains on one worker (registry.engine.cluster reads it)."""
     environ = os.environ if environ is None else environ
     text = environ.get("TF_CONFIG")
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-        workers = list(config["cluster"]["worker"])
-        task = config["task"]
-        index = int(task["index"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise ZooError("TF_CONFIG is not valid (%s): expected {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
-                       "\"task\": {\"type\": \"worker\", \"index\": i}}, got %s" % (err, text))
-    extra = sorted(set(config["cluster"]) - {"worker"})
-    if extra or task.get("type") != "worker":
-        raise ZooError("TF_CONFIG: this runner uses only 'worker' tasks (worker 0 is the chief and evaluates after "
-                       "training); got cluster jobs %s and task type %r"
-                       % (sorted(config["cluster"]), task.get("type")))
-    if not 0 <= index < len(workers):
-        raise ZooError("TF_CONFIG task index %d is outside the %d workers of the cluster" % (index, len(workers)))
-    return Cluster(workers, index) if len(workers) > 1 else None
-
-
-def make_tf_config(workers, index):
-    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
+    return clusters.from_tf_config(text) if text else None
 
 
 def check_local_launch(device, environ=None):
@@ -97,7 +85,7 @@ def _pairs(values):
     return ", ".join("%s=%s" % item for item in values.items())
 
 
-def read(device, command="train", environ=None):
+def read(device, command="train", environ=None, port=None):
     """The Launch of a `command` ('train', 'eval' or 'perf') on `device` ('cpu', 'gpu' or 'npu'): what each
     variable set in `environ` (default os.environ) does. Raises ZooError for values that cannot apply."""
     environ = os.environ if environ is None else environ
@@ -126,19 +114,35 @@ def read(device, command="train", environ=None):
             notes.append("%s ignored: it selects an Ascend card, and the device is %s" % (_pairs(cards), device))
 
     tf_config = present(["TF_CONFIG"])
+    slurm = clusters.in_slurm(environ)
+    evaluator = None
     if tf_config:
         if command != "train":
             ignored.update(tf_config)
             notes.append("TF_CONFIG ignored: `zoo-run %s` runs in this process only" % command)
         else:
             cluster = cluster_from_env(environ)
-            if cluster and device == "npu":
+            if isinstance(cluster, clusters.EvaluatorTask):
+                evaluator, cluster = cluster, None
+            if (cluster or evaluator) and device == "npu":
                 raise ZooError("TF_CONFIG multi-worker runs are for CPU/GPU; on Ascend use RANK_SIZE/RANK_TABLE_FILE "
                                "(NPUDistributedOptimizer), and unset TF_CONFIG")
             applied.update(tf_config)
-            notes.append("TF_CONFIG: %s" % ("worker %d of %d (multi-worker training)" % (
-                cluster.index, len(cluster.workers)) if cluster else "a single worker, so this run trains as one "
-                                                                     "process"))
+            notes.append("TF_CONFIG: %s" % (
+                "the evaluator of %d training workers (evaluates each checkpoint of the model dir)"
+                % len(evaluator.workers) if evaluator else "worker %d of %d (%smulti-worker training)" % (
+                    cluster.index, len(cluster.workers), "the chief, " if cluster.index == 0 else "")
+                if cluster else "a single worker, so this run trains as one process"))
+        if slurm:
+            notes.append("Slurm variables ignored: TF_CONFIG is set and names the cluster")
+    elif slurm and command == "train" and device != "npu":
+        cluster = clusters.from_slurm(environ, port)
+        applied.update(present(sorted(name for name in environ if name in SLURM_SHOWN)))
+        notes.append(clusters.describe_slurm(environ, cluster))
+    elif slurm:
+        notes.append("Slurm variables ignored: %s" % ("`zoo-run %s` runs in this process only" % command
+                                                      if command != "train" else "on Ascend the RANK_SIZE/"
+                                                      "RANK_TABLE_FILE launch applies"))
 
     for name, value in present(SHOWN_VARIABLES).items():
         applied[name] = value
@@ -158,4 +162,4 @@ def read(device, command="train", environ=None):
         ignored[name] = value
         notes.append("%s=%s ignored: only NVIDIA's TensorFlow containers read it; use --precision_mode "
                      "allow_mix_precision for mixed precision" % (name, value))
-    return Launch(rank_size, rank_id, cluster, applied, ignored, ["environment: " + note for note in notes])
+    return Launch(rank_size, rank_id, cluster, applied, ignored, ["environment: " + note for note in notes], evaluator)

@@ -30,18 +30,22 @@ def _decayed_variables(hparams):
     return [v for v in tf1.trainable_variables() if include_vectors or v.shape.ndims > 1]
 
 
+LOW_PRECISION = (tf.float16, tf.bfloat16)
+
+
 def _float32_master_weights(getter, name, *args, **kwargs):
-    """Variable getter for float16 compute: a float16 request gets a float32 variable, cast at use."""
+    """Variable getter for float16/bfloat16 compute: such a request gets a float32 variable, cast at use."""
     requested = kwargs.get("dtype")
-    if requested != tf.float16:
+    if requested not in LOW_PRECISION:
         return getter(name, *args, **kwargs)
     kwargs["dtype"] = tf.float32
-    return tf.cast(getter(name, *args, **kwargs), tf.float16, name=name.split("/")[-1] + "/float16")
+    return tf.cast(getter(name, *args, **kwargs), requested, name=name.split("/")[-1] + "/" + requested.name)
 
 
 def logits(model, images, is_training, hparams, dtype=tf.float32):
-    """[N, num_classes] float32 logits of `model.build_model` on [N, S, S, 3] `images`; with dtype float16 the
-    network computes in float16 from float32 master weights."""
+    """[N, num_classes] float32 logits of `model.build_model` on [N, S, S, 3] `images`; with dtype float16 or
+    bfloat16 the network computes in it from float32 master weights (batch norm keeps float32 parameters and
+    statistics: registry.nn.batch_norm)."""
     if dtype == tf.float32:
         return tf.cast(spec.build_logits(model, images, is_training, hparams), tf.float32)
     with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=_float32_master_weights):

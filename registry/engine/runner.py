@@ -19,8 +19,9 @@ import tensorflow as tf
 
 from registry import paths, tf_compat
 from registry.data import builder, check, tfrecord
-from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, npu, progress
-from registry.engine import recalibration, results, schedule, segments, storage, trainer
+from registry.engine import checkpoints, devices, distribute, evaluation, events, graph, interrupts, model_dir_lock
+from registry.engine import npu, pinned, progress, recalibration, rendezvous
+from registry.engine import results, schedule, segments, storage, trainer
 from registry.engine import warm_start as ws
 from registry.engine.checkpoints import checkpoint_step
 from registry.errors import DataError, ZooError
@@ -112,39 +113,44 @@ def stream_hparams(hparams, start_step):
 
 
 def evaluate(model, hparams, data_path, model_dir, checkpoint=None, evaluator=None, log=print, history=True,
-             settings=None, replicas=None):
+             settings=None, replicas=None, records_dir=None, recorded_checkpoint=None):
     """Top-1, top-5 and loss over the whole eval split; written to the model dir's eval records and TensorBoard
-    events (`<model_dir>/eval`). `evaluator`: a training run's own (evaluation.Evaluator), else one is built.
+    events (`<model_dir>/eval`), or to `records_dir`'s. `evaluator`: a training run's own (evaluation.Evaluator),
+    else one is built. `recorded_checkpoint`: the name the record gives `checkpoint` (of which it is a copy).
 
     The checkpoint's epoch is the one its training recorded (`segments.epoch_of`); without a record it is
     computed from `hparams` and `replicas` (default: the device settings' rank size)."""
     replicas = replicas or (settings.rank_size if settings else 1)
-    checkpoint = checkpoint or checkpoints.latest(model_dir, log=log, repair=False)
-    if not checkpoint:
-        raise ZooError("no checkpoint to evaluate in %s: train first, or pass --checkpoint" % model_dir)
     own = evaluator is None
-    if own:   # a training run's own evaluator evaluates its own checkpoints; anything else is checked first
-        ws.check_fits(model, hparams, checkpoint, "evaluated")
+    # a training run's own evaluator evaluates the checkpoint it just wrote; any other reader holds the one it
+    # chose readable (a training run beside it may delete it) and checks it first
+    held = pinned.Pinned(checkpoint or model_dir, log, "Evaluating") if own else None
     try:
+        if own:
+            ws.check_fits(model, hparams, held.path, "evaluated", held.original)
         with data_errors(data_path, "validation", hparams):
             evaluator = evaluator or evaluation.Evaluator(model, hparams, data_path,
                                                           npu.eval_session_config(settings, model_dir))
-            metrics = evaluator(checkpoint)
+            metrics = evaluator(held.path if held else checkpoint)
     finally:
         if own and evaluator is not None:
             evaluator.close()
+        if held is not None:
+            held.close()
+    checkpoint = held.original if held else checkpoint
     step = metrics["global_step"]
     epoch = segments.epoch_of(model_dir, step)
     if epoch is None:
         epoch = schedule.Plan(hparams, replicas).epoch(step)
     record = {"global_step": step, "epoch": round(epoch, 4), "top1": metrics["top1"], "top5": metrics["top5"],
-              "loss": metrics["loss"], "num_images": metrics["num_images"], "checkpoint": checkpoint,
+              "loss": metrics["loss"], "num_images": metrics["num_images"],
+              "checkpoint": recorded_checkpoint or checkpoint,
               "eval_images_per_sec": metrics["num_images"] / max(metrics["seconds"], 1e-9), "time": time.time()}
     train_log = results.read_train_log(model_dir)
     if train_log and "images_per_sec" in train_log[-1]:
         record["train_images_per_sec"] = train_log[-1]["images_per_sec"]
-    results.write_eval_result(model_dir, record, history=history)
-    events.writer(os.path.join(model_dir, events.EVAL_DIR)).scalars(step, {
+    results.write_eval_result(records_dir or model_dir, record, history=history)
+    events.writer(os.path.join(records_dir or model_dir, events.EVAL_DIR)).scalars(step, {
         "top1": record["top1"], "top5": record["top5"], "loss": record["loss"],
         "images_per_sec": record["eval_images_per_sec"]})
     log("eval  step %d (epoch %.2f): top-1 %.4f  top-5 %.4f  loss %.4f  over %d images  (%.0f img/s)"
@@ -194,12 +200,19 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
         eval_every_epochs = hparams.get("eval_every_epochs")
     cluster = settings.launch.cluster if settings.launch else None
     resume_command = resume_command or "the same command" + (" on every worker" if cluster else "")
-    with interrupts.StopRequests() as requests, _closing_events():
+    chief = cluster is None or cluster.index == 0   # the chief alone writes the model dir: it holds its lock
+    lock = model_dir_lock.ModelDirLock(model_dir, resume_command, log) if chief else contextlib.nullcontext()
+    with interrupts.StopRequests() as requests, _closing_events(), lock:
         run = functools.partial(_train, model, hparams, data_path, model_dir, settings, warm_start_from, synthetic,
                                 eval_every_epochs, max_steps, skip_eval or synthetic, log, requests, resume_command)
         try:
-            if cluster:
-                return distribute.run_worker(cluster, model_dir, startup_timeout,
+            if cluster:   # the workers agree on their resume step before TensorFlow starts (registry.engine.rendezvous)
+                started = time.time()
+                if chief:
+                    distribute.check_own_port(cluster)
+                checkpoint, source = resume_point(model_dir, cluster)
+                rendezvous.agree(cluster, model_dir, checkpoint_step(checkpoint), source, startup_timeout, log)
+                return distribute.run_worker(cluster, model_dir, max(1.0, startup_timeout - (time.time() - started)),
                                              functools.partial(run, cluster=cluster), resume_command)
             strategy, session_config = (distribute.mirrored_strategy(settings.device, replicas) if replicas > 1
                                         else (None, None))
@@ -234,13 +247,25 @@ def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief
                                      else "", where, resume_command))
 
 
+def resume_point(model_dir, cluster=None, log=None, repair=False):
+    """(the newest intact checkpoint this process resumes or None, the directory it is in). A worker that is not the
+    chief resumes the model dir's checkpoint when it sees one (shared storage), else its own copy
+    (distribute.scratch_dir: a model dir per host)."""
+    latest = checkpoints.latest(model_dir, log=log, repair=repair, verify=True)
+    if latest or not cluster or cluster.index == 0:
+        return latest, model_dir
+    own = distribute.scratch_dir(model_dir, cluster.index)
+    mine = checkpoints.latest(own, repair=False, verify=True)
+    return (mine, own) if mine else (None, model_dir)
+
+
 def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synthetic, eval_every_epochs, max_steps,
            skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None):
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
     if chief:
         _prepare_model_dir(model_dir, hparams, data_path, log)
-    latest = checkpoints.latest(model_dir, log=say, repair=chief)
+    latest, restore_dir = resume_point(model_dir, cluster, say, chief)
     start_step = checkpoint_step(latest)
     replicas = settings.rank_size * (strategy.num_replicas_in_sync if strategy else 1)
     plan, schedule_segments = segments.resume(model_dir, hparams, replicas, start_step, say)
@@ -250,9 +275,12 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         say("Resuming from %s: step %d of %d (epoch %.2f)" % (latest, start_step, plan.total_steps,
                                                              plan.epoch(start_step)))
     else:
-        say("Training from %s on lane %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
-            "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(), plan.total_steps,
-                           hparams["epochs"], plan.steps_per_epoch, plan.global_batch, plan.peak_lr, plan.schedule))
+        say("Training from %s on lane %s, %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
+            "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(),
+                           _precision(settings).name, plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
+                           plan.global_batch, plan.peak_lr, plan.schedule))
+    if _precision(settings).note:
+        say("precision: %s" % _precision(settings).note)
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), say)
     if cluster:
         log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
@@ -263,13 +291,31 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         say("Nothing to train: the model dir is at step %d and this run ends at step %d (%s)"
             % (start_step, last_step, "--max_steps %d" % max_steps if last_step < plan.total_steps
                else "the end of the schedule"))
+    if chief and to_train:
+        checkpoints.apply_retention(model_dir, hparams.get("keep_checkpoint_max", 5), log)
     targets = [] if skip_eval or not to_train else _eval_steps(plan, start_step, eval_every_epochs, last_step,
                                                                settings)
     evaluator, records = None, []
 
-    def evaluate_checkpoint(step, checkpoint):
-        records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=evaluator,
-                                log=log, replicas=plan.num_replicas))
+    def make_evaluator():   # on a cluster, of this worker's share of the eval split
+        share = tf.distribute.InputContext(len(cluster.workers), cluster.index, 1) if cluster else None
+        with data_errors(data_path, "validation", hparams):
+            return evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir),
+                                        input_context=share)
+
+    def evaluate_checkpoint(step, checkpoint, all_reduce=None):
+        # On a cluster every worker evaluates its share of the eval split with its own copy of the weights, and the
+        # sums are all-reduced (evaluation.SharedEvaluation); the chief writes the record.
+        nonlocal evaluator
+        if evaluator is None:   # a worker's: made once training runs (TF 2.x: a session made before a non-chief
+            evaluator = make_evaluator()   # worker's first step stalled the collective start-up)
+        shared = evaluation.SharedEvaluation(evaluator, all_reduce) if all_reduce else evaluator
+        if chief:
+            records.append(evaluate(model, hparams, data_path, model_dir, checkpoint=checkpoint, evaluator=shared,
+                                    log=log, replicas=plan.num_replicas))
+        else:
+            with data_errors(data_path, "validation", hparams):
+                shared(checkpoint)
 
     input_context = None   # NPU ranks: this rank's shard of the files, as tf.distribute gives its workers
     if settings.rank_size > 1:
@@ -287,8 +333,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     started = time.time()
     try:
         if chief and targets:
-            with data_errors(data_path, "validation", hparams):
-                evaluator = evaluation.Evaluator(model, hparams, data_path, npu.eval_session_config(settings, model_dir))
+            evaluator = make_evaluator()
         with training_errors(model_dir, None if synthetic else data_path, hparams):
             if to_train:
                 trainer.train(model, stream_hparams(hparams, start_step), data_path, model_dir, plan, settings,
@@ -296,15 +341,17 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
                               hooks=[stop_hook] + list(hooks), session_config=session_config, seed=seed,
-                              on_start=write_records if chief else None)
+                              on_start=write_records if chief else None, every_worker_evaluates=bool(cluster),
+                              restore_dir=restore_dir)
     except BaseException:
         if evaluator is not None:
             evaluator.close()
         raise
     recalibrate = (chief and not synthetic and hparams.get("bn_recalibration_epochs", 0) > 0
                    and last_step == plan.total_steps)
-    if evaluator is not None and not recalibrate:
+    if evaluator is not None and (not recalibrate or cluster):   # a cluster worker's evaluates its share only
         evaluator.close()
+        evaluator = None
     elapsed = time.time() - started
     if requests.signum is not None:
         stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
@@ -392,7 +439,13 @@ def _evaluator_of(model, hparams, data_path, model_dir, log, plan=None, skip_eva
 def recalibrate_bn(model, hparams, data_path, model_dir, epochs, log=print):
     """`zoo-run recalibrate-bn`: BN recalibration of the model dir's latest checkpoint for `epochs` epochs (see
     registry.engine.recalibration), with the evaluation before and after; the model dir's run_summary.json gets the
-    record under "bn_recalibration". A pass the model dir records as unfinished is resumed. Returns the record."""
+    record under "bn_recalibration". A pass the model dir records as unfinished is resumed. Returns the record.
+    It writes checkpoints: it holds the model dir's lock, as training does (registry.engine.model_dir_lock)."""
+    with model_dir_lock.ModelDirLock(model_dir, log=log):
+        return _recalibrate_bn(model, hparams, data_path, model_dir, epochs, log)
+
+
+def _recalibrate_bn(model, hparams, data_path, model_dir, epochs, log):
     latest = checkpoints.latest(model_dir, log=log, repair=True)
     if not latest:
         raise ZooError("no checkpoint to recalibrate in %s: train first" % model_dir)
@@ -515,6 +568,11 @@ def _plan_warm_start(model, hparams, warm_start_from, resuming, log):
     return warm.checkpoint, warm.assignment
 
 
+def _precision(settings):
+    """The devices.Precision this run trains in (made by devices.resolve; computed for settings made without)."""
+    return settings.precision or devices.training_precision(settings.device, settings.precision_mode)
+
+
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
     """This run's figures, from the structured train log (never from log text)."""
     this_run = results.read_train_log(model_dir, since=started)
@@ -523,6 +581,8 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
     return {
         "start_epoch": round(plan.epoch(start_step), 4), "final_epoch": round(plan.epoch(final_step), 4),
         "device": settings.device, "lane": tf_compat.LANE, "tensorflow": tf.__version__,
+        "precision_mode": settings.precision_mode, "precision": _precision(settings).name,
+        "precision_note": _precision(settings).note,
         "rank_size": settings.rank_size, "replicas": plan.num_replicas,
         "global_batch": plan.global_batch,
         "batch_size": plan.batch_size, "start_step": start_step, "final_step": final_step,

@@ -30,6 +30,26 @@ SUMMARY_STEPS = 100   # TensorBoard scalars every this many steps (registry.engi
 TrainGraph = collections.namedtuple("TrainGraph", "train_op reported initializers")
 TrainGraph.__doc__ = """train_op: one step of every replica; reported: the first replica's graph.TrainStep.reported;
 initializers: the input iterators' initializer ops, to run once the session exists."""
+WorkerSum = collections.namedtuple("WorkerSum", "vector total")
+WorkerSum.__doc__ = """vector: a float64 [n] placeholder, this worker's values; total: the sum over the workers."""
+
+
+def sum_across_workers(strategy, size):
+    """In the default graph, under a multi-worker `strategy`: a WorkerSum of float64 [size] vectors. Each worker
+    feeds its vector to its first replica (the others add zeros), and the strategy all-reduces it (a collective,
+    so every worker must run `total` the same number of times)."""
+    vector = tf1.placeholder(tf.float64, [size], name="worker_values")
+    local_replicas = len(strategy.extended.worker_devices)
+
+    def replica_value():
+        replica = tf1.distribute.get_replica_context().replica_id_in_sync_group
+        first = tf.equal(tf.math.floormod(replica, local_replicas), 0)
+        return tf1.where(first, vector, tf.zeros_like(vector))
+
+    with strategy.scope():
+        per_replica = strategy.extended.call_for_each_replica(replica_value)
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return WorkerSum(vector, total)
 
 
 class StartHook(tf1.train.SessionRunHook):
@@ -87,22 +107,38 @@ def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=N
 
 def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief=True, strategy=None,
           warm_start=None, synthetic=False, input_context=None, eval_steps=(), after_eval_save=None,
-          checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None):
+          checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None, every_worker_evaluates=False,
+          restore_dir=None):
     """Trains in the model dir until the global step reaches `last_step` (resuming its latest checkpoint).
 
     Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
-    `after_eval_save(step, checkpoint)` runs, e.g. an evaluation) and at the end, into `checkpoint_dir` (default
-    the model dir; a worker that is not the chief writes its own copies elsewhere). The chief keeps the train
-    log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
+    `after_eval_save(step, checkpoint, all_reduce)` runs, e.g. an evaluation) and at the end, into `checkpoint_dir`
+    (default the model dir; a worker that is not the chief writes its own copies elsewhere). `after_eval_save` runs
+    on the chief only, or with `every_worker_evaluates` (a multi-worker `strategy`) on every worker, each with its
+    own checkpoint and `all_reduce(values)`, the sum of a float64 vector over the workers; else all_reduce is None.
+    The chief keeps the train log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
     engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
-    `on_start()` is called once the session exists, before the first checkpoint is written (the runner writes
-    the model dir's run records then).
+    `restore_dir`: where the checkpoint to resume is (default the model dir; a worker without shared storage
+    resumes its own copy). `on_start()` is called once the session exists, before the first checkpoint is written
+    (the runner writes the model dir's run records then).
     """
-    resuming = checkpoints.latest(model_dir, repair=False) is not None   # before any worker can write one
+    restore_dir = restore_dir or model_dir
+    resuming = checkpoints.latest(restore_dir, repair=False) is not None   # before any worker can write one
     with tf.Graph().as_default():
         if seed is not None and seed >= 0:
             tf1.set_random_seed(seed)
         built = build(model, hparams, data_path, plan, settings, strategy, warm_start, synthetic, input_context)
+        after_save = None
+        if after_eval_save and every_worker_evaluates:
+            from registry.engine.evaluation import SUMS
+            worker_sum = sum_across_workers(strategy, len(SUMS))
+
+            def after_save(step, checkpoint, session):
+                after_eval_save(step, checkpoint,
+                                lambda values: session.run(worker_sum.total, {worker_sum.vector: values}))
+        elif after_eval_save and chief:
+            def after_save(step, checkpoint, session):
+                after_eval_save(step, checkpoint, None)
         train_op, all_hooks = built.train_op, [StartHook(built.initializers, on_start)]
         if settings.device == "npu":
             train_op, npu_hooks = npu.training(settings, train_op)
@@ -116,11 +152,11 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
                                   summary_steps=SUMMARY_STEPS, report_steps=eval_steps, last_step=last_step),
             tf1.train.StopAtStepHook(last_step=last_step),
         ] + list(hooks) + [
-            checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps,
-                                       after_eval_save if chief else None, save_at_start=not resuming),
+            checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps, after_save,
+                                       save_at_start=not resuming),
         ]
         with tf1.train.MonitoredTrainingSession(
-                checkpoint_dir=model_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
+                checkpoint_dir=restore_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None, log_step_count_steps=None,
                 save_summaries_steps=None, save_summaries_secs=None, config=session_config) as session:
             while not session.should_stop():

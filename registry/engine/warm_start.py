@@ -64,15 +64,16 @@ def misfit_summary(misfits):
     return "; ".join(misfits[:3]) + ("; ... %d more" % (len(misfits) - 3) if len(misfits) > 3 else "")
 
 
-def check_fits(model, hparams, checkpoint, use):
+def check_fits(model, hparams, checkpoint, use, name=None):
     """Raises a ZooError when `checkpoint` does not fit the network built with `hparams` (checkpoint_misfits):
     another network's or another num_classes' checkpoint would otherwise restore without a word on TF 2.x and give
-    meaningless outputs. `use`: what the checkpoint was to be used for, e.g. "exported"."""
+    meaningless outputs. `use`: what the checkpoint was to be used for, e.g. "exported"; `name`: the checkpoint's
+    name in messages (default `checkpoint`; a reader's pinned copy names the original)."""
     misfits = checkpoint_misfits(model, hparams, checkpoint)
     if misfits:
         raise ZooError("the checkpoint %s does not fit the network being %s (%s). Use the network name that trained "
                        "it, with its model dir's hparams.json (no --set of num_classes or the network)."
-                       % (checkpoint, use, misfit_summary(misfits)))
+                       % (name or checkpoint, use, misfit_summary(misfits)))
 
 
 def plan_warm_start(model, hparams, checkpoint_path):
