@@ -134,6 +134,7 @@ def resume_command(argv):
 def cmd_train(args):
     hp.flag_at_least(args.eval_every_epochs, 0, "--eval_every_epochs")
     hp.flag_at_least(args.max_steps, 1, "--max_steps")
+    hp.flag_at_least(args.max_restarts, 0, "--max_restarts")
     model, params, data_path = _resolve_run(args)
     model_dir = args.model_dir or os.path.join("runs", args.name)
     argv = sys.argv[1:] if args.argv is None else args.argv
@@ -147,12 +148,18 @@ def cmd_train(args):
         model_dir_lock.check_free(model_dir)   # refused before any worker starts, not by worker 0's exit
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
         return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
-                                     resume_command=resume_command(argv))
+                                     resume_command=resume_command(argv), max_restarts=args.max_restarts)
+    if args.max_restarts:
+        raise ZooError("--max_restarts is for the --workers launcher (it restarts the local workers it started); "
+                       "under TF_CONFIG or Slurm the scheduler restarts a host's process")
     _quiet_tensorflow()
     from registry.engine import distribute, interrupts, runner
     settings = _device_settings(args)
-    command = resume_command(argv) + ("" if not settings.launch.cluster else " (each worker with its TF_CONFIG)"
-                                      if os.environ.get("TF_CONFIG") else " (with srun, one task per node)")
+    from registry.engine import launcher   # under the launcher, its own command resumes its workers
+    command = resume_command(argv) + ("" if not settings.launch.cluster or
+                                      os.environ.get(launcher.RESUME_COMMAND_VARIABLE) else
+                                      " (each worker with its TF_CONFIG)" if os.environ.get("TF_CONFIG") else
+                                      " (with srun, one task per node)")
     if settings.launch.evaluator:   # a TFJob's evaluator task: no training, no collective
         from registry.engine import evaluator_task
         for note in settings.launch.notes:
@@ -413,6 +420,9 @@ def build_parser():
     group.add_argument("--workers", type=int, default=1,
                        help="start N local worker processes on 127.0.0.1 (synchronous all-reduce; global batch "
                             "and learning rate scale with N). Multi-host: set TF_CONFIG on each host instead")
+    group.add_argument("--max_restarts", type=int, default=0,
+                       help="with --workers: when a worker dies, start every worker again from the last "
+                            "checkpoint, up to K times (default 0: stop, naming the failure and the resume command)")
     group.add_argument("--startup_timeout", type=float, default=300.0,
                        help="seconds a worker waits for its peers before it stops with an error (default 300)")
     group.add_argument("--port", type=int,

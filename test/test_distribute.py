@@ -1,6 +1,8 @@
 """Multi-worker data parallel training (MultiWorkerMirroredStrategy) on 127.0.0.1, and its failure modes."""
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import time
@@ -35,8 +37,8 @@ def test_tf_config_parsing():
     with pytest.raises(ZooError, match="parameter servers .'ps'.: this runner trains with all-reduce"):
         environment.cluster_from_env({"TF_CONFIG": json.dumps(
             {"cluster": {"worker": ["a:1", "b:2"], "ps": ["c:3"]}, "task": {"type": "worker", "index": 0}})})
-    assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4"]) == \
-        ["train", "x", "--max_steps=3"]
+    assert launcher.strip_workers_flag(["train", "x", "--workers", "2", "--max_steps=3", "--workers=4",
+                                        "--max_restarts", "1", "--max_restarts=2"]) == ["train", "x", "--max_steps=3"]
     ports = launcher.free_ports(3)
     assert len(set(ports)) == 3
 
@@ -156,6 +158,99 @@ def test_two_processes_with_the_same_index_are_told_so(tmp_path, zoo_run):
     assert "Traceback" not in out.stdout
 
 
+def _checkpoint_step(model_dir):
+    latest = tf.compat.v1.train.latest_checkpoint(str(model_dir)) if os.path.isdir(str(model_dir)) else None
+    return int(latest.rsplit("-", 1)[1]) if latest else -1
+
+
+def _launched_workers(launcher_pid):
+    """{TF_CONFIG index: pid} of the worker processes the launcher `launcher_pid` started."""
+    workers = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/environ" % pid, "rb") as f:
+                config = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item).get(b"TF_CONFIG")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == launcher_pid and config:
+            workers[json.loads(config.decode())["task"]["index"]] = int(pid)
+    return workers
+
+
+def _launch_and_hit(command, model_dir, after_step, target, signum):
+    """Starts the launcher `command`; once the model dir has a checkpoint past `after_step`, sends `signum` to
+    `target` ("launcher" or a worker's index). Returns (exit status, output, seconds from the signal to the
+    launcher's exit)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while _checkpoint_step(model_dir) <= after_step:
+            assert process.poll() is None and time.time() < deadline, \
+                "no checkpoint past step %d within 900 s: %s" % (after_step, process.communicate()[0])
+            time.sleep(0.2)
+        pid = process.pid if target == "launcher" else _launched_workers(process.pid)[target]
+        sent = time.time()
+        os.kill(pid, signum)
+        out = process.communicate(timeout=900)[0]   # a restart starts every worker again
+        return process.returncode, out, time.time() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)   # the launcher's session: its workers and their watchdogs
+            process.wait()
+
+
+def _fingerprints(model_dir):
+    return [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+
+
+def test_a_signal_to_any_process_stops_every_worker_at_one_step_and_max_restarts_survives_a_kill(tmp_path, zoo_run):
+    """Through the --workers launcher: SIGTERM to worker 1, then SIGINT to the launcher, each stops both workers
+    after the same step with a checkpoint, one resume line each and the signal's status; then, with --max_restarts
+    1, worker 1 SIGKILLed mid-run is restarted with the chief from the last checkpoint and the run ends at its last
+    step with equal weights. (A signal to the chief of a TF_CONFIG job: test_multihost.py.)"""
+    model_dir = tmp_path / "stops"
+    command = [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir), "--workers",
+               "2", "--max_steps", "16", "--skip_eval", "--set", "save_checkpoints_steps=2", "--set", "image_size=64",
+               "--startup_timeout", "600"]
+    resume = " ".join(["zoo-run"] + command[1:])
+    stopped_at = 0   # a signal before a worker's handlers are set would end it: after the first checkpoint
+    for target, signum, status, name in ((1, signal.SIGTERM, 143, "SIGTERM"),
+                                         ("launcher", signal.SIGINT, 130, r"SIGINT \(Ctrl-C\)")):
+        code, out, seconds = _launch_and_hit(command, model_dir, stopped_at, target, signum)
+        worker_log = (model_dir / "workers" / "worker-1.log").read_text()
+        text = out + "\n--- worker-1.log\n" + worker_log
+        assert code == status and seconds < 30, (code, seconds, text)
+        steps = []
+        for index, output in enumerate((out, worker_log)):
+            lines = [line for line in output.splitlines() if line.startswith("zoo-run train: stopped by")]
+            assert len(lines) == 1, text
+            by_peer = {"launcher": "(?: to another process of the job)?", index: ""}.get(target,
+                                                                                         " to another process of the job")
+            match = re.match(r"zoo-run train: stopped by %s%s at step (\d+)/330 \(epoch [\d.]+\); (wrote checkpoint|"
+                             r"the run's last checkpoint is) (\S+)\. Resume with: (.+)$" % (name, by_peer), lines[0])
+            assert match and match.group(4) == resume, (lines[0], text)
+            steps.append(int(match.group(1)))
+            assert match.group(3) == os.path.join(str(model_dir), "model.ckpt-%d" % steps[0]), text
+        assert steps[0] == steps[1] == _checkpoint_step(model_dir) > stopped_at, text   # one common checkpoint
+        assert [f["global_step"] for f in _fingerprints(model_dir)] == steps
+        assert _fingerprints(model_dir)[0]["weights_sha256"] == _fingerprints(model_dir)[1]["weights_sha256"]
+        assert ("zoo-run train: the workers stopped on %s; the run's last checkpoint is %s. Resume with: %s"
+                % (name.replace("\\", ""), os.path.join(str(model_dir), "model.ckpt-%d" % steps[0]), resume)) in out
+        assert "Traceback" not in text
+        stopped_at = steps[0]
+    code, out, _ = _launch_and_hit(command + ["--max_restarts", "1"], model_dir, stopped_at, 1, signal.SIGKILL)
+    text = out + "\n--- worker-1.log\n" + (model_dir / "workers" / "worker-1.log").read_text()
+    assert code == 0, text
+    restarted = re.search(r"worker 1 of 2 exited with code -9.*\nRestarting every worker from the last checkpoint, "
+                          r"(\S+) \(restart 1 of 1\)", out, re.S)
+    assert restarted and out.count("Resuming from %s:" % restarted.group(1)) == 1, text
+    fingerprints = _fingerprints(model_dir)
+    assert [f["global_step"] for f in fingerprints] == [16, 16], text   # resumed, not trained past the last step
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
+    assert _checkpoint_step(model_dir) == 16
 def _srun_variables(index, nodes="node[006,011-012]", tasks=3, **extra):
     env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": str(index), "SLURM_NODEID": str(index),
            "SLURM_NTASKS": str(tasks), "SLURM_STEP_NUM_TASKS": str(tasks), "SLURM_STEP_NODELIST": nodes,

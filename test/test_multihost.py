@@ -1,8 +1,9 @@
 """Multi-host data parallel training as hosts really are: two network namespaces joined by a veth pair, one
 worker in each, TF_CONFIG naming their own addresses (MultiWorkerMirroredStrategy, ring all-reduce over the
-link), the model dir on storage both read. Scenarios per lane: training in sync, a worker that dies, and the
-cluster schedulers' layouts (Slurm's srun variables; a Kubeflow TFJob's chief, worker and evaluator) with evaluation
-on every worker, all in one pair of hosts."""
+link), the model dir on storage both read. Scenarios per lane: training in sync, a worker that dies (then a SIGTERM
+to one host's process, which stops both at one checkpoint), and the cluster schedulers' layouts (Slurm's srun
+variables; a Kubeflow TFJob's chief, worker and evaluator) with evaluation on every worker, all in one pair of
+hosts."""
 import json
 import os
 import re
@@ -73,14 +74,15 @@ def _start(hosts, workers, zoo_run, model_dir, outputs, tag):
         with open(str(outputs / ("%s-worker-%d.out" % (tag, index))), "w") as out:
             processes.append(host.popen(
                 [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir),
-                 "--max_steps", "24", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "300"],
+                 "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "600"],
                 env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
                 stdout=out, stderr=subprocess.STDOUT))
     return processes
 
 
-def _kill_after_checkpoint(processes, victim, model_dir, step):
-    """SIGKILLs worker `victim` once the model dir has a checkpoint at `step` or later; returns the kill time."""
+def _kill_after_checkpoint(processes, victim, model_dir, step, signum=signal.SIGKILL):
+    """Sends `signum` to worker `victim` once the model dir has a checkpoint at `step` or later; returns the time
+    it was sent."""
     deadline = time.time() + 600
     while time.time() < deadline:
         latest = tf.compat.v1.train.latest_checkpoint(str(model_dir))
@@ -91,7 +93,7 @@ def _kill_after_checkpoint(processes, victim, model_dir, step):
     else:
         raise AssertionError("no checkpoint %d within 600 s" % step)
     time.sleep(1.0)   # mid-step, past the checkpoint
-    processes[victim].send_signal(signal.SIGKILL)
+    processes[victim].send_signal(signum)
     return time.time()
 
 
@@ -105,10 +107,37 @@ def _wait_all(processes, timeout):
                 p.wait()
 
 
+def _stopped_by_sigterm_together(tmp_path, tag, model_dir, codes, seconds):
+    """Both hosts' processes of run `tag` stopped after one common step on the SIGTERM sent to the chief: status 143
+    each, one resume line each (the chief's names the checkpoint it wrote). Returns that checkpoint."""
+    outputs = [(tmp_path / ("%s-worker-%d.out" % (tag, i))).read_text() for i in (0, 1)]
+    text = "\n".join(outputs)
+    assert codes == [143, 143] and seconds < 30, (codes, seconds, text)
+    steps = []
+    for index, out in enumerate(outputs):
+        lines = [line for line in out.splitlines() if line.startswith("zoo-run train: stopped by SIGTERM")]
+        assert len(lines) == 1, text
+        match = re.match(r"zoo-run train: stopped by SIGTERM%s at step (\d+)/330 \(epoch [\d.]+\); (?:wrote checkpoint|"
+                         r"the run's last checkpoint is) (\S+)\. Resume with: zoo-run train shufflenetv1_g3 .*\(each "
+                         r"worker with its TF_CONFIG\)$" % ("" if index == 0 else " to another process of the job"),
+                         lines[0])
+        assert match, (lines[0], text)
+        steps.append(int(match.group(1)))
+        assert match.group(2) == os.path.join(str(model_dir), "model.ckpt-%d" % steps[0]), text
+    assert steps[0] == steps[1], text
+    assert tf.compat.v1.train.latest_checkpoint(str(model_dir)) == os.path.join(str(model_dir),
+                                                                                "model.ckpt-%d" % steps[0])
+    fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
+    assert [f["global_step"] for f in fingerprints] == steps
+    assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
+    return os.path.join(str(model_dir), "model.ckpt-%d" % steps[0])
+
+
 def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp_path, zoo_run):
     """Worker 1, then the chief, is SIGKILLed mid-run: each time the survivor stops within a bound, naming the lost
-    peer, the last checkpoint and the command to resume, and nothing keeps running; rerunning both commands
-    resumes from that checkpoint and finishes with equal weights."""
+    peer, the last checkpoint and the command to resume, and nothing keeps running. The rerun resumes from that
+    checkpoint; a SIGTERM to the chief's process (as a scheduler preempts a host) stops both hosts' processes after
+    one common step with a checkpoint; the next rerun finishes with equal weights."""
     model_dir = tmp_path / "killed"
     with netns.two_hosts("kil") as hosts:
         workers = ["%s:%d" % (host.address, PORT) for host in hosts]
@@ -132,16 +161,22 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
             time.sleep(1.0)
             assert _processes_naming(str(model_dir)) == []   # nothing keeps running: no worker, no watchdog
         processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "third")
+        signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(resumed_from[1].rsplit("-", 1)[1]) + 1,
+                                              signal.SIGTERM)
+        codes = _wait_all(processes, 120)
+        resumed_from.append(_stopped_by_sigterm_together(tmp_path, "third", model_dir, codes,
+                                                         time.time() - signalled_at))
+        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "fourth")
         codes = _wait_all(processes, 600)
-    outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "third") for i in (0, 1)]
+    outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "third", "fourth") for i in (0, 1)]
     text = "\n".join("--- %s\n%s" % (name, (tmp_path / name).read_text()) for name in outputs)
     assert codes == [0, 0], text
-    second, third = (tmp_path / "second-worker-0.out").read_text(), (tmp_path / "third-worker-0.out").read_text()
-    assert "Resuming from %s:" % resumed_from[0] in second and "Resuming from %s:" % resumed_from[1] in third, text
+    later = [(tmp_path / ("%s-worker-0.out" % tag)).read_text() for tag in ("second", "third", "fourth")]
+    assert all("Resuming from %s:" % checkpoint in out for checkpoint, out in zip(resumed_from, later)), text
     fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
-    assert [f["global_step"] for f in fingerprints] == [24, 24]
+    assert [f["global_step"] for f in fingerprints] == [28, 28]
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
-    assert json.loads((model_dir / "run_summary.json").read_text())["final_step"] == 24
+    assert json.loads((model_dir / "run_summary.json").read_text())["final_step"] == 28
 
 
 SLURM_NODES = ("node006", "node011")   # the names Slurm would give the two hosts: SLURM_*_NODELIST node[006,011]

@@ -9,6 +9,14 @@ Inside the training session the first signal only asks the session to stop: the 
 checkpoint hook saves that step at the session's end (a usable checkpoint), and the runner raises Interrupted.
 Outside it (building the graph, starting the session) and at a second signal, Interrupted is raised at once: no
 step was trained since the last checkpoint, or the user asked twice.
+
+A multi-worker job stops as one: every process must stop after the same step (a worker that stops alone leaves
+its peers waiting in the next all-reduce). There `agreed_hook(strategy)` replaces `hook()`: each step all-reduces
+a small flag with the signals this process has received, fed by the hook, and every process stops after the
+first step whose sum is not zero, as if it had received that signal itself (SIGTERM wins over SIGINT). So a signal
+to any one process (the launcher passes its own on) stops the whole job at one common step, within a step or
+two, with no channel but the collective the job already runs. A first signal before the session is deferred to
+the first step there: raising at once would leave the peers waiting for this process.
 """
 import signal
 import threading
@@ -45,7 +53,10 @@ class StopRequests(object):
 
     def __init__(self):
         self.signum = None
+        self.by_peer = False   # the signal came to another process of the job (agreed_hook)
+        self._received = 0     # signals to this process
         self._in_session = False
+        self._agreed = False
         self._previous = {}
 
     def __enter__(self):
@@ -61,9 +72,17 @@ class StopRequests(object):
         self._in_session = False
         return False
 
+    def reinstall(self):
+        """Sets this object's handlers again: TF 2.x's multi-worker runtime installs a SIGTERM handler of its own
+        (its preemption notifier) when the strategy starts, which would swallow the signal."""
+        if self._previous and threading.current_thread() is threading.main_thread():
+            for signum in SIGNALS:
+                signal.signal(signum, self._handle)
+
     def _handle(self, signum, frame):
-        if self._in_session and self.signum is None:
-            self.signum = signum
+        self._received += 1
+        if (self._in_session or self._agreed) and self._received == 1:
+            self.signum = self.signum or signum   # already set when a peer's signal stopped the job first
             return
         self.signum = self.signum or signum
         raise Interrupted(signum)
@@ -71,6 +90,12 @@ class StopRequests(object):
     def hook(self):
         """The session hook: from the session's start, a signal asks it to stop after the running step."""
         return _StopHook(self)
+
+    def agreed_hook(self, strategy):
+        """The hook of one process of a multi-worker job (`strategy`: its MultiWorkerMirroredStrategy): a signal to
+        any process stops every process after the same step. From now on a first signal is deferred (see above)."""
+        self._agreed = True
+        return _AgreedStopHook(self, strategy)
 
 
 class _StopHook(tf1.train.SessionRunHook):
@@ -87,3 +112,40 @@ class _StopHook(tf1.train.SessionRunHook):
     def end(self, session):
         # the session's closing saves (a checkpoint): a second signal now stops without waiting for them
         self._requests._in_session = False
+
+
+class _AgreedStopHook(_StopHook):
+    """Feeds [SIGINT received, SIGTERM received] (float32, shape [2]) to each step, all-reduced (sum) over the job's
+    replicas; after a step whose sum is not zero, asks the session to stop and records the signal in `requests`."""
+
+    def __init__(self, requests, strategy):
+        super(_AgreedStopHook, self).__init__(requests)
+        self._strategy = strategy
+
+    def begin(self):
+        self._flags = tf1.placeholder_with_default(tf.zeros([2], tf.float32), [2], name="stop_request")
+
+        def replica_sum():   # identity: a value on the replica's device (a placeholder has none)
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                                  tf.identity(self._flags))
+
+        with self._strategy.scope():
+            total = self._strategy.extended.call_for_each_replica(replica_sum)
+        self._total = self._strategy.experimental_local_results(total)[0]
+
+    def after_create_session(self, session, coord):
+        self._requests._in_session = True
+        self._requests.reinstall()
+
+    def before_run(self, run_context):
+        signum = self._requests.signum
+        flags = [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+        return tf1.train.SessionRunArgs(self._total, feed_dict={self._flags: flags})
+
+    def after_run(self, run_context, run_values):
+        interrupted, terminated = run_values.results
+        if interrupted or terminated:
+            if self._requests.signum is None:   # a peer's signal: this process stops as if it had received it
+                self._requests.signum = signal.SIGTERM if terminated else signal.SIGINT
+                self._requests.by_peer = True
+            run_context.request_stop()

@@ -244,9 +244,10 @@ def _closing_events():
         events.close_all()
 
 
-def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief=True):
+def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief=True, by_peer=False):
     """The Interrupted of a run stopped by signal `signum`: one line with where it stopped and how to resume.
-    `final_step`: the step of the checkpoint written at the stop (this worker's own, when not the `chief`)."""
+    `final_step`: the step of the checkpoint written at the stop (this worker's own, when not the `chief`);
+    `by_peer`: the signal came to another process of the job."""
     last = checkpoints.latest(model_dir, repair=False)
     if final_step is not None and (final_step == checkpoint_step(last) or not chief):
         where = "at step %d/%d (epoch %.2f); %s %s" % (final_step, plan.total_steps, plan.epoch(final_step),
@@ -254,8 +255,9 @@ def _interrupted(signum, model_dir, resume_command, plan, final_step=None, chief
                                                         last)
     else:
         where = "before the next checkpoint; the last checkpoint is %s" % (last or "none (the rerun starts at step 0)")
-    return interrupts.Interrupted(signum, "stopped by %s %s. Resume with: %s"
-                                  % (interrupts.signal_name(signum), where, resume_command))
+    return interrupts.Interrupted(signum, "stopped by %s%s %s. Resume with: %s"
+                                  % (interrupts.signal_name(signum), " to another process of the job" if by_peer
+                                     else "", where, resume_command))
 
 
 def resume_point(model_dir, cluster=None, log=None, repair=False):
@@ -336,6 +338,11 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     def write_records():   # once training has started: a run that fails to start leaves the model dir as it was
         _write_run_records(model_dir, hparams, data_path, schedule_segments)
 
+    if cluster:   # every process of the job stops after the same step, whichever got the signal
+        requests.reinstall()
+        stop_hook = requests.agreed_hook(strategy)
+    else:
+        stop_hook = requests.hook()
     started = time.time()
     try:
         if chief and targets:
@@ -346,7 +353,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               last_step, chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
-                              hooks=[requests.hook()] + list(hooks), session_config=session_config, seed=seed,
+                              hooks=[stop_hook] + list(hooks), session_config=session_config, seed=seed,
                               on_start=write_records if chief else None, every_worker_evaluates=bool(cluster),
                               restore_dir=restore_dir)
     except BaseException:
@@ -363,7 +370,7 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
                                                         distribute.scratch_dir(model_dir, cluster.index),
                                                         repair=False))
-        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at, chief)
+        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at, chief, requests.by_peer)
     if not chief:
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
