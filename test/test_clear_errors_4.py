@@ -81,6 +81,6 @@ def test_10_a_changed_precision_mode_on_resume_gets_a_note(tmp_path):
     runner.train(MODEL, params, DEMO, model_dir, max_steps=1, skip_eval=True, log=lines.append,
                  settings=devices.resolve("cpu", "allow_mix_precision"))
     assert ("note: --precision_mode differs from this model dir's previous run: float32 (the default) -> "
-            "allow_mix_precision (the checkpoint's float32 weights carry over; the loss scale and the compute "
-            "precision follow the new mode)") in lines, lines
+            "allow_mix_precision (the compute precision follows the new mode; a checkpoint without the loss scale a "
+            "mode needs does not fit it, and the resume check names it)") in lines, lines
     assert not [line for line in lines if line.startswith("note: hparams differ")]

@@ -129,8 +129,9 @@ class PeerWatchdog(object):
 
 class WatchdogHook(tf1.train.SessionRunHook):
     """Tells the watchdog after the first step that training started, and once the session is asked to stop
-    (its last step ran, or a signal asked it to stop: place this hook after those that ask) that no collective
-    is left to wait for, so that peers which finish first are not taken for lost."""
+    (its last step ran, or a signal asked it to stop) that no collective is left to wait for, so that peers which
+    finish first are not taken for lost. Place it after the hooks that ask the session to stop and after the
+    checkpoint hook, whose evaluation on every worker all-reduces its sums (a collective)."""
 
     def __init__(self, watchdog):
         self._watchdog = watchdog
@@ -180,8 +181,9 @@ def run_worker(cluster, model_dir, startup_timeout, train, resume_command="the s
     Fails fast when this worker's port is taken. The watchdog (PeerWatchdog, started before the strategy: TF 2.x's
     coordination service already waits for every peer there) ends the process, naming the peers that do not
     answer, when the first step has not run within `startup_timeout` seconds, and naming the lost peer, the last
-    checkpoint and `resume_command` when a peer dies during the run. `hooks` must run after the hooks that ask
-    the session to stop."""
+    checkpoint and `resume_command` when a peer dies during the run. `train` gets `hooks`, which must run last
+    (after the checkpoint hook), and `collectives_done`, to call once this worker has no collective left to run
+    (e.g. when it trains nothing, before the chief's own evaluation)."""
     from tensorflow.python.distribute import distribute_coordinator
     check_own_port(cluster)
     watchdog = PeerWatchdog(cluster, startup_timeout, model_dir, resume_command).start()
@@ -192,7 +194,7 @@ def run_worker(cluster, model_dir, startup_timeout, train, resume_command="the s
         os.environ["TF_CONFIG"] = make_tf_config(cluster.workers, cluster.index)
         strategy = tf_compat.multi_worker_strategy()
         return distribute_coordinator.run_distribute_coordinator(
-            lambda configured: train(configured, None, hooks=hooks), strategy,
+            lambda configured: train(configured, None, hooks=hooks, collectives_done=watchdog.stopping), strategy,
             mode=distribute_coordinator.CoordinatorMode.INDEPENDENT_WORKER,
             cluster_spec={"worker": list(cluster.workers)}, task_type="worker", task_id=cluster.index)
     finally:

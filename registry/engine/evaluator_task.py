@@ -23,7 +23,7 @@ import time
 
 import tensorflow as tf
 
-from registry.engine import devices, evaluation, results, segments
+from registry.engine import devices, evaluation, recalibration, results, segments
 from registry.engine.checkpoints import checkpoint_step
 from registry.errors import ZooError
 
@@ -119,8 +119,14 @@ def _remove(path):
 
 
 def _last_step(model_dir, hparams, replicas, step, max_steps, settings):
+    """The step of the training's last checkpoint: the schedule's end (or `max_steps`), and after the schedule's end
+    the BN recalibration pass's, which continues the global step (registry.engine.recalibration)."""
     plan = segments.resume(model_dir, hparams, replicas, step, lambda *a: None)[0]
-    return devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
+    last = devices.align_steps(settings, min(plan.total_steps, max_steps or plan.total_steps))
+    epochs = hparams.get("bn_recalibration_epochs", 0)
+    if epochs > 0 and last == plan.total_steps:
+        last += recalibration.steps_for(hparams, epochs)
+    return last
 
 
 def run(model, hparams, data_path, model_dir, task, settings, max_steps=None, timeout=6 * 3600.0, log=print):

@@ -149,3 +149,8 @@ class _AgreedStopHook(_StopHook):
                 self._requests.signum = signal.SIGTERM if terminated else signal.SIGINT
                 self._requests.by_peer = True
             run_context.request_stop()
+
+    def end(self, session):
+        # no step is left to carry a deferred signal to the peers: from now on a signal acts as in one process
+        super(_AgreedStopHook, self).end(session)
+        self._requests._agreed = False

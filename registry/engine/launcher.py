@@ -177,6 +177,9 @@ def launch_local(count, argv, model_dir, log=print, resume_command=None, max_res
                     p.kill()
             _wait(job.processes, 20)
             message = job.failure(failed[0], codes[failed[0]])
+            if received:   # asked to stop meanwhile: no restart
+                log(_stopped_line(received[0], model_dir, resume))
+                return 128 + received[0]
             if restarts >= max_restarts or codes[failed[0]] == CLEAR_ERROR_STATUS:
                 raise ZooError("%s\nThe other workers were stopped%s. The run's last checkpoint is %s. Resume with: %s"
                                % (message, "" if not max_restarts else " (%d of %d restarts used)"

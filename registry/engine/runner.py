@@ -168,8 +168,9 @@ def _check_hparams_change(model_dir, hparams, log, settings=None):
             % ", ".join("%s %r -> %r" % (k, saved.get(k), hparams.get(k)) for k in changed))
     summary = results.read_json_or_none(model_dir, results.RUN_SUMMARY, _silent) if settings else None
     if summary and "precision_mode" in summary and summary["precision_mode"] != settings.precision_mode:
-        log("note: --precision_mode differs from this model dir's previous run: %s -> %s (the checkpoint's float32 "
-            "weights carry over; the loss scale and the compute precision follow the new mode)"
+        log("note: --precision_mode differs from this model dir's previous run: %s -> %s (the compute precision "
+            "follows the new mode; a checkpoint without the loss scale a mode needs does not fit it, and the resume "
+            "check names it)"
             % (summary["precision_mode"] or "float32 (the default)", settings.precision_mode or
                "float32 (the default)"))
 
@@ -225,7 +226,8 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
                     distribute.check_own_port(cluster)
                 checkpoint, source = resume_point(model_dir, cluster)
                 rendezvous.agree(cluster, model_dir, checkpoint_step(checkpoint), source, startup_timeout, log)
-                return distribute.run_worker(cluster, model_dir, max(1.0, startup_timeout - (time.time() - started)),
+                # every peer answered the rendezvous: TensorFlow's start-up gets the whole budget again
+                return distribute.run_worker(cluster, model_dir, startup_timeout,
                                              functools.partial(run, cluster=cluster), resume_command)
             strategy, session_config = (distribute.mirrored_strategy(settings.device, replicas) if replicas > 1
                                         else (None, None))
@@ -273,7 +275,8 @@ def resume_point(model_dir, cluster=None, log=None, repair=False):
 
 
 def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synthetic, eval_every_epochs, max_steps,
-           skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None):
+           skip_eval, log, requests, resume_command, strategy, session_config, hooks=(), cluster=None,
+           collectives_done=None):
     chief = cluster is None or cluster.index == 0
     say = log if chief else _silent
     if chief:
@@ -353,13 +356,15 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               last_step, chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
-                              hooks=[stop_hook] + list(hooks), session_config=session_config, seed=seed,
+                              hooks=[stop_hook], last_hooks=hooks, session_config=session_config, seed=seed,
                               on_start=write_records if chief else None, every_worker_evaluates=bool(cluster),
                               restore_dir=restore_dir)
     except BaseException:
         if evaluator is not None:
             evaluator.close()
         raise
+    if collectives_done:   # a cluster worker: what follows (records, the chief's evaluation or BN pass) is its own
+        collectives_done()
     recalibrate = (chief and not synthetic and hparams.get("bn_recalibration_epochs", 0) > 0
                    and last_step == plan.total_steps)
     if evaluator is not None and (not recalibrate or cluster):   # a cluster worker's evaluates its share only

@@ -108,7 +108,7 @@ def build(model, hparams, data_path, plan, settings, strategy=None, warm_start=N
 def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief=True, strategy=None,
           warm_start=None, synthetic=False, input_context=None, eval_steps=(), after_eval_save=None,
           checkpoint_dir=None, hooks=(), session_config=None, seed=None, on_start=None, every_worker_evaluates=False,
-          restore_dir=None):
+          restore_dir=None, last_hooks=()):
     """Trains in the model dir until the global step reaches `last_step` (resuming its latest checkpoint).
 
     Checkpoints: every `save_checkpoints_steps` (keeping `keep_checkpoint_max`), at each of `eval_steps` (then
@@ -117,7 +117,8 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
     on the chief only, or with `every_worker_evaluates` (a multi-worker `strategy`) on every worker, each with its
     own checkpoint and `all_reduce(values)`, the sum of a float64 vector over the workers; else all_reduce is None.
     The chief keeps the train log and TensorBoard events (scalars only: the session writes no summaries and no graph). `hooks` run after the
-    engine's progress and stop-at-step hooks and before its checkpoint hook; `seed` >= 0 seeds the graph.
+    engine's progress and stop-at-step hooks and before its checkpoint hook, `last_hooks` after it (a multi-worker
+    run's watchdog: the checkpoint hook's evaluation may be a collective); `seed` >= 0 seeds the graph.
     `restore_dir`: where the checkpoint to resume is (default the model dir; a worker without shared storage
     resumes its own copy). `on_start()` is called once the session exists, before the first checkpoint is written
     (the runner writes the model dir's run records then).
@@ -154,7 +155,7 @@ def train(model, hparams, data_path, model_dir, plan, settings, last_step, chief
         ] + list(hooks) + [
             checkpoints.CheckpointHook(checkpoint_dir or model_dir, saver, every, eval_steps, after_save,
                                        save_at_start=not resuming),
-        ]
+        ] + list(last_hooks)
         with tf1.train.MonitoredTrainingSession(
                 checkpoint_dir=restore_dir, scaffold=tf1.train.Scaffold(saver=saver), hooks=all_hooks,
                 save_checkpoint_secs=None, save_checkpoint_steps=None, log_step_count_steps=None,
