@@ -61,7 +61,7 @@ def test_perf_runtime_openvino_times_the_export_and_fresh_weights(exported, monk
     assert zoo_run("perf", TINY_NAME, "--export_dir", output, "--runtime", "openvino", "--batch_size", 2,
                    "--steps", 10, "--warmup", 1, "--json", path) == 0
     report = json.load(open(str(path)))
-    assert report["infer_runtime"] == "openvino %s (float32)" % openvino_export.version()
+    assert report["infer_runtime"] == "openvino %s (f32)" % openvino_export.version()   # the precision that ran
     assert report["infer_model"] == str(output / "openvino" / "model.xml") and report["infer_input_layout"] == "NCHW"
     assert report["infer_images_per_sec"] > 0 and "train_images_per_sec" not in report
     assert zoo_run("perf", TINY_NAME, "--runtime", "openvino", "--mode", "infer", "--batch_size", 2, "--steps", 10,
