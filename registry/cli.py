@@ -142,13 +142,14 @@ def cmd_train(args):
         from registry.engine import distribute
         raise ZooError(distribute.replicas_with_workers_message(args.replicas, args.workers))
     if args.workers > 1:
-        from registry.engine import environment, launcher
+        from registry.engine import distribute, environment, launcher
         environment.check_local_launch(args.device)
         from registry.engine import model_dir_lock
         model_dir_lock.check_free(model_dir)   # refused before any worker starts, not by worker 0's exit
         # Every worker must use the launcher's model dir (a repeated flag: argparse keeps the last).
-        return launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
+        code = launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
                                      resume_command=resume_command(argv), max_restarts=args.max_restarts)
+        distribute.exit_worker(code)   # at once: a scheduler's grace period is not spent in TensorFlow's teardown
     if args.max_restarts:
         raise ZooError("--max_restarts is for the --workers launcher (it restarts the local workers it started); "
                        "under TF_CONFIG or Slurm the scheduler restarts a host's process")
@@ -174,7 +175,8 @@ def cmd_train(args):
                      skip_eval=args.skip_eval, settings=settings, replicas=args.replicas,
                      startup_timeout=args.startup_timeout, resume_command=command)
     except interrupts.Interrupted as stopped:   # one line, no traceback, the shell's status for the signal
-        print("zoo-run train: %s" % stopped, file=sys.stderr)
+        if not stopped.announced:
+            runner.say_stopped(stopped)
         code = stopped.exit_status
     except ZooError as err:
         if not settings.launch.cluster:

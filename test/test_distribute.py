@@ -251,6 +251,35 @@ def test_a_signal_to_any_process_stops_every_worker_at_one_step_and_max_restarts
     assert [f["global_step"] for f in fingerprints] == [16, 16], text   # resumed, not trained past the last step
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
     assert _checkpoint_step(model_dir) == 16
+def test_a_stopped_worker_says_where_at_its_checkpoint_and_its_session_close_is_bounded():
+    """The stop line is said once the stop's checkpoint is written (the hook's end), before TensorFlow closes the
+    session; a close still running `close_seconds` later ends the process with the signal's status, one that ends
+    in time does not."""
+    from registry.engine import interrupts
+    for closes_in_time in (False, True):
+        requests = interrupts.StopRequests()
+        said, ended = [], []
+        hook = requests.announce_hook(lambda signum, by_peer: "stopped by %d, by a peer: %s" % (signum, by_peer),
+                                      said.append, close_seconds=0.3, end_process=ended.append)
+        hook.end(None)
+        assert said == [] and requests.announced is None   # no signal: nothing to say, no bound
+        requests.signum, requests.by_peer = signal.SIGTERM, True
+        hook.end(None)
+        assert said == ["stopped by 15, by a peer: True"] and requests.announced == said[0]
+        if closes_in_time:
+            requests.session_closed()
+        time.sleep(1.0)
+        assert ended == ([] if closes_in_time else [143]), (said, ended)
+        assert said[1:] == ([] if closes_in_time else
+                            ["the session did not close within 0.3 s of the stop's checkpoint: ending this process"])
+    with interrupts.StopRequests() as requests:   # leaving the run's handlers ends the bound too
+        requests.signum = signal.SIGINT
+        ended = []
+        requests.announce_hook(lambda *_: "stopped", print, close_seconds=0.3, end_process=ended.append).end(None)
+    time.sleep(1.0)
+    assert ended == []
+
+
 def _srun_variables(index, nodes="node[006,011-012]", tasks=3, **extra):
     env = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "3", "SLURM_PROCID": str(index), "SLURM_NODEID": str(index),
            "SLURM_NTASKS": str(tasks), "SLURM_STEP_NUM_TASKS": str(tasks), "SLURM_STEP_NODELIST": nodes,

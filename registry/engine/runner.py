@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 import time
 
 import tensorflow as tf
@@ -34,6 +35,7 @@ class TrainingDivergedError(ZooError):
 
 
 LOCATE_SECONDS = 60.0   # how long a data error may search for the record it comes from
+CLOSE_SECONDS = 15.0    # how long a stopped worker may take to close its session after the stop's checkpoint
 _IMAGE_ERROR = re.compile(r"JPEG|PNG|GIF|BMP|[Dd]ecode|image file format")
 
 
@@ -346,6 +348,14 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         stop_hook = requests.agreed_hook(strategy)
     else:
         stop_hook = requests.hook()
+
+    def describe_stop(signum, by_peer):   # once the stop's checkpoint is written
+        own_dir = model_dir if chief else distribute.scratch_dir(model_dir, cluster.index)
+        stopped_at = checkpoint_step(checkpoints.latest(own_dir, repair=False))
+        return str(_interrupted(signum, model_dir, resume_command, plan, stopped_at, chief, by_peer))
+
+    announce = requests.announce_hook(describe_stop, say_stopped, close_seconds=CLOSE_SECONDS if cluster else None,
+                                      end_process=distribute.exit_worker)
     started = time.time()
     try:
         if chief and targets:
@@ -356,13 +366,16 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
                               last_step, chief=chief, strategy=strategy, warm_start=warm, synthetic=synthetic,
                               input_context=input_context, eval_steps=targets, after_eval_save=evaluate_checkpoint,
                               checkpoint_dir=None if chief else distribute.scratch_dir(model_dir, cluster.index),
-                              hooks=[stop_hook], last_hooks=hooks, session_config=session_config, seed=seed,
+                              hooks=[stop_hook], last_hooks=list(hooks) + [announce],
+                              session_config=session_config, seed=seed,
                               on_start=write_records if chief else None, every_worker_evaluates=bool(cluster),
                               restore_dir=restore_dir)
     except BaseException:
         if evaluator is not None:
             evaluator.close()
         raise
+    finally:
+        requests.session_closed()
     if collectives_done:   # a cluster worker: what follows (records, the chief's evaluation or BN pass) is its own
         collectives_done()
     recalibrate = (chief and not synthetic and hparams.get("bn_recalibration_epochs", 0) > 0
@@ -372,10 +385,9 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
         evaluator = None
     elapsed = time.time() - started
     if requests.signum is not None:
-        stopped_at = checkpoint_step(checkpoints.latest(model_dir if chief else
-                                                        distribute.scratch_dir(model_dir, cluster.index),
-                                                        repair=False))
-        raise _interrupted(requests.signum, model_dir, resume_command, plan, stopped_at, chief, requests.by_peer)
+        raise interrupts.Interrupted(requests.signum, requests.announced or describe_stop(requests.signum,
+                                                                                          requests.by_peer),
+                                     announced=requests.announced is not None)
     if not chief:
         log("worker %d done in %s" % (cluster.index, progress.format_duration(elapsed)))
         return None
@@ -565,6 +577,12 @@ def _write_run_records(model_dir, hparams, data_path, schedule_segments):
         copy = os.path.join(model_dir, tfrecord.LABELS_FILENAME)
         shutil.copyfile(labels, copy + ".tmp")   # then renamed: never half a file, whatever instant the run dies
         os.replace(copy + ".tmp", copy)
+
+
+def say_stopped(message):
+    """Prints where a run stopped on a signal, as `zoo-run train` says it (stderr, at once)."""
+    print("zoo-run train: %s" % message, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _silent(*args):
