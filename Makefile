@@ -7,6 +7,7 @@ LANE   := $(word 1,$(PICK))
 VENV   := .venv/$(LANE)
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+TESTS  ?= test
 
 ifeq ($(LANE),)
 $(error no TensorFlow lane for STACK=$(STACK): see the message above)
@@ -24,7 +25,7 @@ demo: lane $(STAMP)
 
 test: lane $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check ./examples/resnet50  # the second network, as a user installs it
-	$(PY) -m pytest -q --durations=12 test
+	$(PY) -m pytest -q --durations=12 $(TESTS)
 
 install: lane $(STAMP)
 

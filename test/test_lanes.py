@@ -1,6 +1,6 @@
 """Checkpoints cross the TensorFlow lanes: a model dir trained on one lane evaluates, resumes and warm-starts
 on the other. Needs both lanes' venvs (.venv/tf1 and .venv/tf2, as `make install STACK=...` makes them);
-CI builds both, so the second lane's suite runs these in both directions."""
+each lane's suite runs both directions (CI: each direction once, test/cross_lane.py)."""
 import json
 import os
 import subprocess
@@ -9,16 +9,10 @@ import pytest
 import tensorflow as tf
 
 from checkpoint_helpers import assert_backbone_warm_started
+from cross_lane import OTHER_LANE, THIS_LANE, needs_other_lane, run_direction, venv_bin
 
-from registry import tf_compat
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OTHER_LANE = "tf2" if tf_compat.LANE == "tf1" else "tf1"
-OTHER_ZOO_RUN = os.path.join(REPO, ".venv", OTHER_LANE, "bin", "zoo-run")
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(OTHER_ZOO_RUN),
-    reason="lane %s's venv is not here (%s; `make install STACK=%s` makes it)" % (OTHER_LANE, OTHER_ZOO_RUN, OTHER_LANE))
+OTHER_ZOO_RUN = venv_bin(OTHER_LANE, "zoo-run")
+pytestmark = needs_other_lane
 
 
 def _run(zoo_run, *args):
@@ -36,6 +30,7 @@ def _eval(zoo_run, model_dir):
 
 @pytest.mark.parametrize("direction", ["other-to-this", "this-to-other"])
 def test_a_model_dir_evaluates_resumes_and_warm_starts_on_the_other_lane(tmp_path, zoo_run, direction):
+    run_direction(OTHER_LANE if direction == "other-to-this" else THIS_LANE)
     trainer, follower = (OTHER_ZOO_RUN, zoo_run) if direction == "other-to-this" else (zoo_run, OTHER_ZOO_RUN)
     source = tmp_path / "source"
     train = ["train", "shufflenetv1_g3", "--device", "cpu", "--skip_eval", "--set", "save_checkpoints_steps=2"]

@@ -2,7 +2,7 @@
 (SavedModel with serving_default and predict_images, frozen graph, model.onnx) loads and serves on the other
 lane's TensorFlow 1.15 / 2.21 and onnxruntime with the outputs it gives where it was made, and the export says
 which TensorFlow reads it. Needs both lanes' venvs (.venv/tf1 and .venv/tf2, as `make install STACK=...` makes
-them); each lane's suite runs both directions."""
+them); each lane's suite runs both directions (CI: each direction once, test/cross_lane.py)."""
 import json
 import os
 import subprocess
@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 
 from deploy_helpers import reference_logits
-from registry import tf_compat
+from cross_lane import REPO, needs_other_lane, run_direction, venv_bin
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = os.path.join(REPO, "test", "lane_exports.py")
-PYTHON = {lane: os.path.join(REPO, ".venv", lane, "bin", "python") for lane in ("tf1", "tf2")}
-OTHER_LANE = "tf2" if tf_compat.LANE == "tf1" else "tf1"
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(PYTHON[OTHER_LANE]),
-    reason="lane %s's venv is not here (%s; `make install STACK=%s` makes it)" % (
-        OTHER_LANE, PYTHON[OTHER_LANE], OTHER_LANE))
+PYTHON = {lane: venv_bin(lane, "python") for lane in ("tf1", "tf2")}
+pytestmark = needs_other_lane
 
 
 def _helper(lane, *args):
@@ -33,6 +27,7 @@ def _helper(lane, *args):
 
 @pytest.mark.parametrize("maker", ["tf1", "tf2"])
 def test_every_export_of_one_lane_serves_on_the_other_with_equal_outputs(tmp_path, maker):
+    run_direction(maker)
     reader = "tf2" if maker == "tf1" else "tf1"
     printed = _helper(maker, "make", tmp_path)
     export = tmp_path / "export"
