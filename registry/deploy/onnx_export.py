@@ -17,13 +17,13 @@ onnx, tf2onnx and onnxruntime are optional: `pip install .[onnx]` installs the v
 TensorFlow lane in use.
 """
 import collections
-import importlib
 import json
 import os
 
 import numpy as np
 
 from registry.deploy import inference_graph
+from registry import optional
 from registry.errors import ZooError
 
 OPSET = 13
@@ -43,18 +43,8 @@ LAYOUTS = ("NHWC", "NCHW")   # of the graph input: TensorFlow's, or PyTorch's an
 
 def require(purpose, packages=PACKAGES):
     """Imports the optional ONNX packages -> {name: module}; a ZooError names each missing one and the extra."""
-    modules, missing = {}, []
-    for name in packages:
-        try:
-            modules[name] = importlib.import_module(name)
-        except ImportError as err:
-            missing.append("%s (%s)" % (name, err))
-    if missing:
-        raise ZooError("%s needs the optional ONNX packages, and %s missing: %s. Install them with "
-                       "`pip install .[onnx]` in this repository (the `onnx` extra: onnx, tf2onnx and onnxruntime, "
-                       "pinned per TensorFlow lane)" % (purpose, "this one is" if len(missing) == 1 else "these are",
-                                                        "; ".join(missing)))
-    return modules
+    return optional.require(purpose, packages, ("onnx", "the `onnx` extra: onnx, tf2onnx and onnxruntime, pinned "
+                                                        "per TensorFlow lane"), what="the optional ONNX packages")
 
 
 def convert(graph_def, opset=OPSET, input_layout="NHWC"):

@@ -28,7 +28,6 @@ and `zoo-run eval` of the export dir use it unless `--precision` says otherwise.
 `openvino` is optional: `pip install .[openvino]` installs the release pinned for the TensorFlow lane in use.
 """
 import collections
-import importlib
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ import shutil
 import numpy as np
 
 from registry.deploy import inference_graph, onnx_export
+from registry import optional
 from registry.errors import ZooError
 
 MODEL_DIR = "openvino"
@@ -82,12 +82,8 @@ def ran_precision(request, precision):
 
 def require(purpose):
     """The openvino module; a ZooError naming the extra when it is missing."""
-    try:
-        return importlib.import_module("openvino")
-    except ImportError as err:
-        raise ZooError("%s needs the optional package openvino, which is missing (%s). Install it with "
-                       "`pip install .[openvino]` in this repository (the `openvino` extra, pinned per TensorFlow lane)"
-                       % (purpose, err))
+    return optional.require(purpose, ("openvino",),
+                            ("openvino", "the `openvino` extra, pinned per TensorFlow lane"))["openvino"]
 
 
 def version():

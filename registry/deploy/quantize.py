@@ -17,10 +17,10 @@ records (registry.deploy.openvino_export).
 `nncf` is optional: the `openvino` extra brings it on lane tf2 (`pip install .[openvino]`).
 """
 import collections
-import importlib
 
 import numpy as np
 
+from registry import optional
 from registry.errors import ZooError
 
 DEFAULT_IMAGES = 300    # NNCF's default subset_size
@@ -29,12 +29,7 @@ CALIBRATION_SPLITS = ("train", "validation")
 
 def require(purpose):
     """The nncf module; a ZooError naming the extra when it is missing."""
-    try:
-        return importlib.import_module("nncf")
-    except ImportError as err:
-        raise ZooError("%s needs the optional package nncf, which is missing (%s). Install it with "
-                       "`pip install .[openvino]` in this repository (the `openvino` extra brings NNCF on lane tf2)"
-                       % (purpose, err))
+    return optional.require(purpose, ("nncf",), ("openvino", "the `openvino` extra brings NNCF on lane tf2"))["nncf"]
 
 
 def calibration_images(model, hparams, data_dir, count=DEFAULT_IMAGES, log=print):
