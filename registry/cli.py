@@ -354,8 +354,8 @@ def add_device_arguments(parser):
                        help="NPU: the Ascend precision mode (default allow_mix_precision). CPU/GPU: float32 "
                             "(default; force_fp32 or must_keep_origin_dtype), allow_mix_precision (GPU: TF's "
                             "float16 graph rewrite with dynamic loss scaling; CPU, lane tf2: convolutions in "
-                            "bfloat16, the rest float32, where the CPU has AVX512_BF16 or AMX-BF16 (1.15-1.23x "
-                            "float32 on a Zen 4), else float32; ZOO_RUN_CPU_BF16=1|0 overrides the CPU check), "
+                            "bfloat16, the rest float32, where the CPU has AVX512_BF16 or AMX-BF16 and images "
+                            "are 160 px or more (1.14-1.23x float32 at 224 on a Zen 4), else float32; ZOO_RUN_CPU_BF16=1|0 overrides the CPU check), "
                             "force_fp16 (float16 compute, float32 master weights, dynamic loss scaling) or "
                             "force_bf16 (CPU, lane tf2: the whole network in bfloat16 from float32 master "
                             "weights, on any CPU; 0.7x float32 on a Zen 4)")
