@@ -25,8 +25,9 @@ Off the NPU the same `--precision_mode` names pick TF's own mixed precision:
 
   (*) unmeasured in this form: AMX adds bfloat16 matrix units to AVX512_BF16, which the convolutions use.
   (g3 1.0x, batch 32 at 224, the training graph of `zoo-run train` on synthetic images; each form in its own
-  session of one process, steps alternating over 6-16 rounds, median of the paired step-time ratios; the machine
-  was shared and loaded, so as ratios. The op profile of the all-bfloat16 step against float32 (trace of 3 steps,
+  session of one process, steps alternating over 6-30 rounds, median of the paired step-time ratios (mixed_bfloat16
+  in three runs: 1.23x over 12 rounds, 1.14x over 16, 1.16x over 30 with every pair faster, 1.01-1.34x); the
+  machine was shared and loaded, so as ratios. The op profile of the all-bfloat16 step against float32 (trace of 3 steps,
   summed op time per step; float32 793 ms, bfloat16 953 ms): the convolutions gained (forward 86 -> 71 ms, filter
   gradient 199 -> 155, input gradient 151 -> 128, though the grouped ones ran block-diagonal: 3x the
   multiply-adds) but oneDNN's bfloat16 batch norm ran 2-2.5x float32's time (gradient 83 -> 207 ms, forward
@@ -150,7 +151,7 @@ def training_precision(device, precision_mode, environ=None, image_size=None):
         has, reason = _cpu_bf16(cpu_features, environ)
         return Precision("bfloat16", tf.bfloat16, "force_bf16: the whole network in bfloat16 from float32 master "
                                                   "weights, batch norm and loss (%s; %s)" % (
-                                                      reason, "0.73x float32's speed on a Zen 4" if has else
+                                                      reason, "0.70-0.80x float32's speed on a Zen 4" if has else
                                                       "TensorFlow emulates bfloat16 without that hardware: slower"))
     if precision_mode != "allow_mix_precision":
         return Precision("float32", tf.float32, None)
