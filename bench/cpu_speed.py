@@ -126,7 +126,7 @@ def main():
     parser.add_argument("--precision", action="append", default=[], choices=["bf16", "int8"],
                         help="with --openvino: also time the project's IR at this precision; repeatable")
     parser.add_argument("--calibration_data", help="TFRecords calibrating --precision int8 (e.g. the demo data)")
-    parser.add_argument("--train_precision_mode", choices=["allow_mix_precision", "force_fp16"],
+    parser.add_argument("--train_precision_mode", choices=["allow_mix_precision", "force_fp16", "force_bf16"],
                         help="also time each --tf configuration's training in this precision mode")
     parser.add_argument("--peak_gmacs", type=float, help="the cores' float32 multiply-adds per second, in G (the "
                                                          "physical bound; see the module docstring)")

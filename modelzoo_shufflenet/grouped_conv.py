@@ -19,7 +19,9 @@ grouped_conv_impl=...` in alternating rounds; the 2.15.1 row on a 2-core AVX-512
 rows (issue 20) on a 2-core AMD EPYC Zen 4 (AVX-512, shared and loaded, so as ratios): the training graph of
 `zoo-run train` (network, label-smoothed cross-entropy, weight decay, MomentumOptimizer, batch-norm updates) and
 the frozen inference graph, each variant in its own session of one process, steps alternating A B A B over
-14-40 rounds, the median of the paired step-time ratios):
+14-40 rounds, the median of the paired step-time ratios; the bfloat16 row (issue 25, the same EPYC Zen 4, which
+has AVX512_BF16) is the mixed_bfloat16 training graph, convolutions in bfloat16 and the rest float32, as ratios to
+the float32 graph with native grouped convolutions, 8-10 rounds):
 
 | lane / kernels                   | train                              | infer (frozen graph)                 |
 |----------------------------------|------------------------------------|--------------------------------------|
@@ -29,6 +31,7 @@ the frozen inference graph, each variant in its own session of one process, step
 | tf2, 2.21.0 (oneDNN), float32    | native 1.00 > split 0.88-0.93      | native 1.00 > split 0.64-0.71 > block_diagonal 0.57-0.64 |
 | tf2, 2.21.0, oneDNN off          | split 1.00 > block_diag 0.85       | split 1.00 > block_diagonal 0.93-0.94 (native cannot run) |
 | tf2, float16 (force_fp16)        | block_diagonal (no float16 grouped gradient on CPU) | block_diagonal        |
+| tf2, 2.21.0 (oneDNN), bfloat16   | split 1.15-1.17 > native+split grad 1.11 > bd 1.00 | (evaluation: float32) |
 | GPU (cuDNN), either lane         | native (not measured here: no GPU) | native                               |
 
 On 2.21 with oneDNN, a native forward whose input gradient is a forward grouped conv with the per-group
@@ -54,15 +57,19 @@ def resolve_impl(impl, is_training, dtype=tf.float32):
     force (`tf_compat.onednn_enabled()`, read from TensorFlow); any other value must be one of IMPLEMENTATIONS
     (HParamsError otherwise).
 
-    oneDNN's grouped convolution gradient is float32 only: TF has no float16 grouped-conv gradient on the CPU
-    ("Gradients for grouped convolutions are not supported on CPU"), so float16 compute (force_fp16) off a GPU
-    takes the split or block-diagonal form."""
+    oneDNN's grouped convolution gradient is float32 only: TF has no float16 or bfloat16 grouped-conv gradient on
+    the CPU ("Gradients for grouped convolutions are not supported on CPU"), so float16 compute (force_fp16) off a
+    GPU takes the split or block-diagonal form, and bfloat16 (allow_mix_precision's convolutions on a CPU with
+    bfloat16 hardware, force_bf16) the split one (measured fastest, the table above). `dtype` is the dtype the
+    convolutions compute in (registry.nn.convolution_dtype)."""
     if impl == "auto":
         if tf_compat.gpu_count():
             return "native"
         onednn = tf_compat.onednn_enabled()
         if tf_compat.LANE == "tf2" and onednn and tf.as_dtype(dtype) == tf.float32:
             return "native"
+        if tf_compat.LANE == "tf2" and onednn and tf.as_dtype(dtype) == tf.bfloat16:
+            return "split"
         if tf_compat.LANE == "tf2" and not onednn:
             return "split"
         return "split" if is_training and not onednn else "block_diagonal"

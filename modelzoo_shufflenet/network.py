@@ -101,7 +101,7 @@ def _conv3x3(x, out_channels, stride, name, stddev):
     in_channels = x.shape.as_list()[-1]
     with tf1.variable_scope(name):
         kernel = tf1.get_variable("kernel", [3, 3, in_channels, out_channels], x.dtype, _normal(stddev))
-    return tf.nn.conv2d(_pad(x, 1), kernel, [1, stride, stride, 1], "VALID")
+    return nn.convolve(lambda x_, k: tf.nn.conv2d(_pad(x_, 1), k, [1, stride, stride, 1], "VALID"), x, kernel)
 
 
 def _depthwise3x3(x, stride, name):
@@ -119,7 +119,7 @@ def _group_conv1x1(x, out_channels, groups, name, impl):
     with tf1.variable_scope(name):
         kernel = tf1.get_variable("kernel", [1, 1, in_channels // groups, out_channels], x.dtype,
                                   _normal(1.0 / (in_channels // groups)))
-    return grouped_conv.conv1x1(x, kernel, groups, impl)
+    return nn.convolve(lambda x_, k: grouped_conv.conv1x1(x_, k, groups, impl), x, kernel)
 
 
 def shuffle_unit(x, out_channels, groups, stride, first_unit, is_training, impl, name, shuffle_impl="reshape"):
@@ -149,7 +149,10 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
     """Builds ShuffleNetV1 on NHWC float `images` and returns `[N, num_classes]` logits.
 
     Kernels are requested in the images' dtype (float16 images: float16 compute, under a
-    variable getter that keeps float32 master weights); batch norm keeps float32 parameters.
+    variable getter that keeps float32 master weights); batch norm keeps float32 parameters. The dense and
+    1x1 convolutions compute in `registry.nn.convolution_dtype` (bfloat16 inside the engine's
+    `nn.convolutions_in(tf.bfloat16)` block for allow_mix_precision on a CPU with bfloat16 hardware; their
+    results come back in the images' dtype); the depthwise ones, batch norm and the classifier do not.
 
     The spatial size must be a multiple of 32 (five stride-2 reductions). `channels`, when given,
     is a custom (first conv, stage 2, stage 3, stage 4) plan replacing the variant's table entry
@@ -164,7 +167,7 @@ def shufflenet_v1(images, is_training, groups=3, width="1.0x", num_classes=1000,
     if height is None or width_px is None or height % 32 or width_px % 32:
         raise HParamsError("ShuffleNetV1 needs a static input size that is a multiple of 32, got %sx%s; "
                            "set image_size to e.g. 224 or 96" % (height, width_px))
-    impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training, images.dtype)
+    impl = grouped_conv.resolve_impl(grouped_conv_impl, is_training, nn.convolution_dtype(images.dtype))
     shuffle_impl = "reshape" if channel_shuffle_impl == "auto" else channel_shuffle_impl
     if shuffle_impl not in SHUFFLE_IMPLEMENTATIONS:
         raise HParamsError("channel_shuffle_impl must be 'auto' or one of %s, got %r"

@@ -1,7 +1,8 @@
 """Whether this CPU computes bfloat16 in hardware: the one place that decides (no TensorFlow here).
 
-bfloat16 pays on x86 CPUs with AVX512_BF16 (Intel Cooper Lake and later, AMD Zen 4 and later) or AMX-BF16 (Intel
-Sapphire Rapids and later). Without them (AVX2-only CPUs, e.g. AMD EPYC before Zen 4) a bfloat16 graph is emulated
+bfloat16 can pay on x86 CPUs with AVX512_BF16 (Intel Cooper Lake and later, AMD Zen 4 and later) or AMX-BF16
+(Intel Sapphire Rapids and later): on a Zen 4 it does for the convolutions only, and only from 160-pixel images up
+(the measured table that decides is in registry.engine.devices). Without them (AVX2-only CPUs, e.g. AMD EPYC before Zen 4) a bfloat16 graph is emulated
 in float32 arithmetic with extra conversions: slower, never faster. Linux lists the features the kernel reports in
 the `flags` line of /proc/cpuinfo (`avx512_bf16`, `amx_bf16`).
 

@@ -28,6 +28,39 @@ def recalibrating(iteration):
         _recalibration.pop()
 
 
+_convolution_dtypes = []   # the dtype of the innermost `convolutions_in` block
+
+
+@contextlib.contextmanager
+def convolutions_in(dtype):
+    """Within the block, `convolve` computes in `dtype` (tf.bfloat16 for allow_mix_precision on a CPU with bfloat16
+    hardware: registry.engine.devices.training_precision) while the rest of the network keeps its own dtype.
+    `None` leaves convolutions in the network's dtype."""
+    _convolution_dtypes.append(None if dtype is None else tf.as_dtype(dtype))
+    try:
+        yield
+    finally:
+        _convolution_dtypes.pop()
+
+
+def convolution_dtype(default):
+    """The dtype `convolve` computes in: that of the innermost `convolutions_in` block, else `default` (the
+    network's dtype, e.g. its input's)."""
+    return _convolution_dtypes[-1] if _convolution_dtypes and _convolution_dtypes[-1] is not None else default
+
+
+def convolve(fn, x, kernel):
+    """`fn(x, kernel)` (a convolution or matrix product) computed in `convolution_dtype(kernel.dtype)`: x and kernel
+    are cast to it and the result back to kernel's dtype, which is the network's (plugins request their kernels
+    in it). Outside a `convolutions_in` block, or when x already is the kernel's dtype and no block asks
+    otherwise, this is `fn(x, kernel)`."""
+    dtype = convolution_dtype(kernel.dtype)
+    if dtype == kernel.dtype and x.dtype == dtype:
+        return fn(x, kernel)
+    y = fn(x if x.dtype == dtype else tf.cast(x, dtype), tf.cast(kernel, dtype))
+    return y if y.dtype == kernel.dtype else tf.cast(y, kernel.dtype)
+
+
 def _moving_average_update(variable, value, momentum):
     """variable -= (variable - value) * (1 - momentum): the update `tf.layers.batch_normalization` makes (inside
     `recalibrating(iteration)`: * 1 / iteration)."""

@@ -46,7 +46,8 @@ def test_training_precision_follows_the_device_the_mode_and_the_cpu():
     assert "trains in float32 here: ZOO_RUN_CPU_BF16=0" in without.note
     forced = devices.training_precision("cpu", "allow_mix_precision", {"ZOO_RUN_CPU_BF16": "1"})
     if tf_compat.LANE == "tf2":
-        assert (forced.name, forced.dtype) == ("bfloat16", tf.bfloat16) and "float32 master weights" in forced.note
+        assert (forced.name, forced.dtype, forced.convolution_dtype) == ("mixed_bfloat16", tf.float32, tf.bfloat16)
+        assert "convolutions in bfloat16" in forced.note
     else:
         assert forced.name == "float32" and "lane tf2 has them" in forced.note
 
@@ -67,32 +68,128 @@ def _train_graph(precision_mode, environ):
     return graph.train_step(model, hparams, schedule.Plan(hparams), settings, images, labels)
 
 
+def _kinds(g):
+    import tensorflow as tf
+    types = ("Conv2D", "DepthwiseConv2dNative", "FusedBatchNormV3", "FusedBatchNormGradV3", "MatMul")
+    return {(op.type, tf.as_dtype(op.get_attr("T")).name) for op in g.get_operations() if op.type in types}
+
+
 @pytest.mark.skipif(tf_compat.LANE != "tf2", reason="bfloat16 CPU training is lane tf2's (TF 1.15 has no kernels)")
-def test_forced_bf16_branch_builds_bfloat16_compute_on_float32_master_weights():
+def test_bf16_cpu_branch_runs_the_convolutions_in_bfloat16_and_the_rest_in_float32():
+    """ZOO_RUN_CPU_BF16=1 (the branch a CPU with AVX512_BF16/AMX-BF16 takes): the dense and grouped 1x1 convolutions
+    compute in bfloat16 (grouped ones split: oneDNN has no bfloat16 grouped gradient); the depthwise convolutions,
+    batch norm and classifier stay float32, and so do all variables."""
     import tensorflow as tf
     tf1 = tf.compat.v1
     with tf.Graph().as_default() as g:
         step = _train_graph("allow_mix_precision", {"ZOO_RUN_CPU_BF16": "1"})
-        kinds = {(op.type, op.get_attr("T")) for op in g.get_operations()
-                 if op.type in ("Conv2D", "DepthwiseConv2dNative", "FusedBatchNormV3")}
-        assert kinds == {("Conv2D", tf.bfloat16), ("DepthwiseConv2dNative", tf.bfloat16),
-                         ("FusedBatchNormV3", tf.bfloat16)}
+        assert _kinds(g) == {("Conv2D", "bfloat16"), ("DepthwiseConv2dNative", "float32"),
+                             ("FusedBatchNormV3", "float32"), ("FusedBatchNormGradV3", "float32"),
+                             ("MatMul", "float32")}
+        # split: the first conv, the first unit's dense 1x1, and one Conv2D per group (3) for the 31 grouped 1x1s
+        assert len([op for op in g.get_operations() if op.type == "Conv2D"]) == 1 + 1 + 31 * 3
         assert all(v.dtype.base_dtype == tf.float32 for v in tf1.global_variables() if v.dtype.is_floating)
         assert not [v for v in tf1.global_variables() if "loss_scale" in v.name]   # bfloat16 needs no scaling
         assert step.reported["loss"].dtype == tf.float32   # it trains: test_train_and_perf_name_the_precision_that_ran
 
 
+def test_cpu_without_bf16_branch_is_the_float32_graph():
+    """ZOO_RUN_CPU_BF16=0 (an AVX2-only CPU): allow_mix_precision builds exactly force_fp32's ops and dtypes."""
+    import tensorflow as tf
+    with tf.Graph().as_default() as g:
+        _train_graph("allow_mix_precision", {"ZOO_RUN_CPU_BF16": "0"})
+        mixed = _kinds(g), sorted(op.type for op in g.get_operations())
+    with tf.Graph().as_default() as g:
+        _train_graph("force_fp32", {})
+        plain = _kinds(g), sorted(op.type for op in g.get_operations())
+    assert mixed == plain and ("Conv2D", "float32") in mixed[0] and "bfloat16" not in str(mixed[0])
+
+
+@pytest.mark.skipif(tf_compat.LANE != "tf2", reason="bfloat16 CPU training is lane tf2's (TF 1.15 has no kernels)")
+def test_force_bf16_computes_the_whole_network_in_bfloat16_on_any_cpu():
+    import tensorflow as tf
+    tf1 = tf.compat.v1
+    for has in ("0", "1"):
+        with tf.Graph().as_default() as g:
+            _train_graph("force_bf16", {"ZOO_RUN_CPU_BF16": has})
+            assert _kinds(g) == {("Conv2D", "bfloat16"), ("DepthwiseConv2dNative", "bfloat16"),
+                                 ("FusedBatchNormV3", "bfloat16"), ("FusedBatchNormGradV3", "bfloat16"),
+                                 ("MatMul", "bfloat16")}
+            assert all(v.dtype.base_dtype == tf.float32 for v in tf1.global_variables() if v.dtype.is_floating)
+            assert not [v for v in tf1.global_variables() if "loss_scale" in v.name]
+
+
+def test_force_bf16_is_lane_tf2_and_cpu_only():
+    from registry.engine import devices
+    from registry.errors import ZooError
+    if tf_compat.LANE == "tf2":
+        precision = devices.training_precision("cpu", "force_bf16", {"ZOO_RUN_CPU_BF16": "0"})
+        assert precision.name == "bfloat16" and "emulates bfloat16" in precision.note
+    else:
+        with pytest.raises(ZooError, match="force_bf16 needs lane tf2"):
+            devices.training_precision("cpu", "force_bf16", {})
+    with pytest.raises(ZooError, match="force_bf16 is a CPU setting"):
+        devices.training_precision("npu", "force_bf16")
+
+
+def test_bf16_cpu_branch_takes_float32_below_the_measured_image_size():
+    """Both sides of the image-size rule, on a CPU forced to have bfloat16 hardware, and `for_images` applying it to
+    a run's settings (never to another device or mode)."""
+    from registry.engine import devices
+    forced = {"ZOO_RUN_CPU_BF16": "1"}
+    small = devices.training_precision("cpu", "allow_mix_precision", forced,
+                                       image_size=devices.BF16_MIN_IMAGE_SIZE - 32)
+    assert small.name == "float32" and small.convolution_dtype is None
+    assert ("at image_size 128 bfloat16 convolutions were measured no faster than float32" if tf_compat.LANE == "tf2"
+            else "lane tf2 has them") in small.note
+    large = devices.training_precision("cpu", "allow_mix_precision", forced,
+                                       image_size=devices.BF16_MIN_IMAGE_SIZE)
+    assert large.name == ("mixed_bfloat16" if tf_compat.LANE == "tf2" else "float32")
+    settings = devices.resolve("cpu", "allow_mix_precision", environ=forced)
+    assert devices.for_images(settings, 32).precision.name == "float32"
+    plain = devices.resolve("cpu", "force_fp32")
+    assert devices.for_images(plain, 32) is plain
+
+
+def test_convolve_computes_in_the_block_s_dtype_and_returns_the_network_s():
+    """registry.nn.convolve: outside a convolutions_in block the plain op; inside a bfloat16 block the op runs on
+    bfloat16 operands and the result comes back float32, within bfloat16's rounding of the float32 product."""
+    import tensorflow as tf
+    from registry import nn
+    rng = np.random.RandomState(1)
+    x, k = rng.randn(2, 4, 4, 8).astype(np.float32), rng.randn(1, 1, 8, 6).astype(np.float32)
+    conv = lambda a, b: tf.nn.conv2d(a, b, [1, 1, 1, 1], "VALID")   # noqa: E731
+    with tf.Graph().as_default():
+        plain = nn.convolve(conv, tf.constant(x), tf.constant(k))
+        with nn.convolutions_in(None):
+            same = nn.convolve(conv, tf.constant(x), tf.constant(k))
+        assert plain.op.type == same.op.type == "Conv2D" and plain.dtype == tf.float32
+        if tf_compat.LANE != "tf2":
+            return   # TF 1.15 has no bfloat16 CPU convolution to run
+        with nn.convolutions_in(tf.bfloat16):
+            assert nn.convolution_dtype(tf.float32) == tf.bfloat16
+            mixed = nn.convolve(conv, tf.constant(x), tf.constant(k))
+        assert nn.convolution_dtype(tf.float32) == tf.float32
+        assert mixed.dtype == tf.float32 and mixed.op.type == "Cast"
+        assert mixed.op.inputs[0].op.type == "Conv2D" and mixed.op.inputs[0].dtype == tf.bfloat16
+        with tf.compat.v1.Session() as sess:
+            want, got = sess.run([plain, mixed])
+    np.testing.assert_allclose(got, want, rtol=0.05, atol=0.05)
+    assert np.abs(got - want).max() > 0   # it really rounded through bfloat16
+
+
 def test_train_and_perf_name_the_precision_that_ran(tmp_path, zoo_run):
     """The forced bf16 branch through `zoo-run train` (lane line, run_summary.json), and the other branch through
     `zoo-run perf --precision_mode` (perf JSON)."""
+    from registry.engine import devices
     model_dir, path = str(tmp_path / "run"), str(tmp_path / "perf.json")
     forced = dict(os.environ, ZOO_RUN_CPU_BF16="1")
     out = subprocess.run([zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--precision_mode",
                           "allow_mix_precision", "--model_dir", model_dir, "--max_steps", "2", "--skip_eval", "--set",
-                          "batch_size=4"], env=forced, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True)
+                          "batch_size=4", "image_size=%d" % devices.BF16_MIN_IMAGE_SIZE], env=forced,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert out.returncode == 0, out.stdout
-    ran = "bfloat16" if tf_compat.LANE == "tf2" else "float32"
+    ran = "mixed_bfloat16" if tf_compat.LANE == "tf2" else "float32"
     assert "Training from scratch on lane %s" % tf_compat.LANE in out.stdout and ", %s: 2" % ran not in out.stdout
     lane_line = [line for line in out.stdout.splitlines() if line.startswith("Training from scratch")][0]
     assert ("), %s: " % ran) in lane_line, lane_line

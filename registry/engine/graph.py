@@ -13,7 +13,7 @@ import collections
 
 import tensorflow as tf
 
-from registry import spec
+from registry import nn, spec
 from registry.engine import devices
 
 tf1 = tf.compat.v1
@@ -42,14 +42,17 @@ def _float32_master_weights(getter, name, *args, **kwargs):
     return tf.cast(getter(name, *args, **kwargs), requested, name=name.split("/")[-1] + "/" + requested.name)
 
 
-def logits(model, images, is_training, hparams, dtype=tf.float32):
+def logits(model, images, is_training, hparams, dtype=tf.float32, convolution_dtype=None):
     """[N, num_classes] float32 logits of `model.build_model` on [N, S, S, 3] `images`; with dtype float16 or
     bfloat16 the network computes in it from float32 master weights (batch norm keeps float32 parameters and
-    statistics: registry.nn.batch_norm)."""
-    if dtype == tf.float32:
-        return tf.cast(spec.build_logits(model, images, is_training, hparams), tf.float32)
-    with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=_float32_master_weights):
-        return tf.cast(spec.build_logits(model, tf.cast(images, dtype), is_training, hparams), tf.float32)
+    statistics: registry.nn.batch_norm). `convolution_dtype` (e.g. bfloat16 with a float32 `dtype`): the
+    plugin's convolutions compute in it, the rest in `dtype` (registry.nn.convolutions_in; kernels stay float32
+    variables, cast at use)."""
+    with nn.convolutions_in(convolution_dtype):
+        if dtype == tf.float32:
+            return tf.cast(spec.build_logits(model, images, is_training, hparams), tf.float32)
+        with tf1.variable_scope(tf1.get_variable_scope(), custom_getter=_float32_master_weights):
+            return tf.cast(spec.build_logits(model, tf.cast(images, dtype), is_training, hparams), tf.float32)
 
 
 def _per_example_loss(hparams, logits_, labels):
@@ -69,7 +72,8 @@ def train_step(model, hparams, plan, settings, images, labels, warm_start=None):
     global_step = tf1.train.get_global_step()
     step_before_update = global_step.read_value() + 0  # a copy: an identity would alias the updated variable
     labels = tf.cast(labels, tf.int32)
-    logits_ = logits(model, images, True, hparams, devices.compute_dtype(settings))
+    logits_ = logits(model, images, True, hparams, devices.compute_dtype(settings),
+                     devices.convolution_dtype(settings))
     if warm_start:
         tf1.train.init_from_checkpoint(*warm_start)
     cross_entropy = tf.reduce_mean(_per_example_loss(hparams, logits_, labels), name="cross_entropy")

@@ -265,7 +265,7 @@ def run(model, hparams, modes, data_path=None, synthetic=True, steps=30, warmup_
         raise ZooError("--calibration_data calibrates INT8 of fresh weights (--precision int8 without --export_dir); "
                        "drop it")
     device = device or ("gpu" if devices.gpu_available() else "cpu")
-    settings = devices.resolve(device, precision_mode, command="perf")
+    settings = devices.for_images(devices.resolve(device, precision_mode, command="perf"), hparams["image_size"])
     params, macs = graph_stats.measure(model, hparams)
     report = {"batch_size": hparams["batch_size"], "image_size": hparams["image_size"], "device": device,
               "lane": tf_compat.LANE, "tensorflow": tf.__version__, "lane_description": tf_compat.describe(),

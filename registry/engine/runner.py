@@ -207,7 +207,7 @@ def train(model, hparams, data_path, model_dir, warm_start_from=None, synthetic=
     SIGINT or SIGTERM stops the run at the next step with a checkpoint and raises interrupts.Interrupted, whose
     message says where it stopped and `resume_command` (the command line that resumes the run).
     """
-    settings = settings or devices.resolve("cpu")
+    settings = devices.for_images(settings or devices.resolve("cpu"), hparams["image_size"])
     for note in settings.launch.notes if settings.launch else ():
         log(note)
     if eval_every_epochs is None:   # 0 (or the hparam at 0) evaluates at the end only
