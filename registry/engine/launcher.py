@@ -1,4 +1,5 @@
-"""`zoo-run train NAME --workers N`: N local worker processes on 127.0.0.1, one TF_CONFIG each.
+"""`zoo-run train NAME --workers N`: N local worker processes on 127.0.0.1, one TF_CONFIG each; and the host agent
+of `zoo-run train NAME --max_restarts K` under TF_CONFIG or Slurm. One supervising loop (`supervise`) serves both.
 
 The launcher picks N free ports, starts the same `zoo-run train` command N times with its own
 TF_CONFIG (worker i of N), shows the chief's output (worker 0) and keeps every other worker's in
@@ -15,6 +16,15 @@ launcher's passed on or one sent to a worker directly, stops every worker after 
 prints the resume line and exits with the signal's status (130, 143). The workers' messages name the launcher's
 command line (RESUME_COMMAND_VARIABLE) as the one that resumes the run. Should the launcher itself die, its
 workers get a SIGTERM from the kernel (Linux: PR_SET_PDEATHSIG) and stop at a checkpoint.
+
+Host agent (`run_host_agent`): with a multi-worker cluster in the environment (TF_CONFIG or Slurm) and
+`--max_restarts K`, each host's `zoo-run train` runs the same command without the flag as its one child (the
+environment as is, its output inherited) and passes SIGINT and SIGTERM on to it. A child that fails (any status but
+0, 2 and 130/143; a survivor's child ended by its watchdog when a peer was lost shows -9) is started again from the
+last checkpoint, up to K times, and the agent says so; the new child waits in the start-up rendezvous
+(registry.engine.rendezvous, at most --startup_timeout) until every host's process has started again (a scheduler
+restarts a lost host's process), and all resume from the same step. The child is SIGKILLed by the kernel when the
+agent dies (a host without its agent has lost its process; a SIGTERM would stop the whole job instead).
 """
 import os
 import signal
