@@ -161,8 +161,9 @@ def cmd_train(args):
     if args.max_restarts:
         if not settings.launch.cluster:
             raise ZooError("--max_restarts is for a multi-worker run: the --workers launcher, or one process per "
-                           "host under TF_CONFIG or Slurm (%s)" % ("this process is the cluster's evaluator, which trains nothing" if settings.launch.evaluator
-                                   else "none is set here"))
+                           "host under TF_CONFIG or Slurm (%s)" % (
+                               "this process is the cluster's evaluator, which trains nothing"
+                               if settings.launch.evaluator else "none is set here"))
         # this process becomes the host agent: it runs the training as its child and restarts it when it fails
         code = launcher.run_host_agent(argv + ["--model_dir", model_dir], model_dir, args.startup_timeout,
                                        resume_command=command, max_restarts=args.max_restarts)

@@ -36,11 +36,11 @@ def _processes_naming(text):
     return pids
 
 
-def _start(hosts, workers, zoo_run, model_dir, outputs, tag, extra=(), indices=None):
+def _start(hosts, workers, zoo_run, model_dir, outputs, tag, extra=(), indices=None, started=None):
     """Starts worker i of `workers` on hosts[i] for each i of `indices` (default: all), output in
-    `<tag>-worker-<i>.out`. Each in a session of its own (a process group: the host's agent and its child,
-    which os.killpg ends together as a node loss does)."""
-    processes = []
+    `<tag>-worker-<i>.out`. Each in a session of its own (a process group: the host's agent, whose child dies
+    with it, which os.killpg ends as a node loss does). Appends them to the list `started` when given."""
+    processes = [] if started is None else started
     for index in range(len(hosts)) if indices is None else indices:
         with open(str(outputs / ("%s-worker-%d.out" % (tag, index))), "w") as out:
             processes.append(hosts[index].popen(
@@ -48,7 +48,18 @@ def _start(hosts, workers, zoo_run, model_dir, outputs, tag, extra=(), indices=N
                  "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "600"]
                 + list(extra), env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-    return processes
+    return processes[-(len(hosts) if indices is None else len(indices)):]
+
+
+def _end_sessions(processes):
+    """SIGKILLs the process group of each of `processes` still running (a failed test leaves nothing behind)."""
+    for p in processes:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
 
 
 def _kill_after_checkpoint(processes, victim, model_dir, step, signum=signal.SIGKILL, group=False, settle=1.0):
@@ -108,6 +119,20 @@ def _stopped_by_sigterm_together(tmp_path, tags, model_dir, codes, seconds):
     return os.path.join(str(model_dir), "model.ckpt-%d" % steps[0])
 
 
+def _ends(pid, timeout):
+    """Whether process `pid` has ended (gone, or a zombie not yet reaped) within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def _wait_for_text(path, text, processes, timeout):
     """Waits until the file `path` contains `text` (every process of `processes` still running); returns its text."""
     deadline = time.time() + timeout
@@ -127,61 +152,66 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
     running the training as its child). The chief's host is killed mid-run (its process group: agent and child, as
     at a node loss): the survivor's watchdog names the lost peer and its agent restarts the survivor's training,
     which waits for the chief; the test starts the chief's command again at once (as a scheduler would) and both
-    resume from the last checkpoint. A SIGTERM to the chief's agent (as a scheduler preempts a host) is passed on and stops
-    both hosts after one common step with a checkpoint (143 each).
+    resume from the last checkpoint. A SIGTERM to the chief's agent (as a scheduler preempts a host) is passed on
+    and stops both hosts after one common step with a checkpoint (143 each).
     3. The next rerun finishes with equal weights at the final step."""
     model_dir = tmp_path / "killed"
     with netns.two_hosts("kil") as hosts:
-        workers = ["%s:%d" % (host.address, PORT) for host in hosts]
-        resumed_from = []
-        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "first")
-        killed_at = _kill_after_checkpoint(processes, 1, model_dir, 4)
-        codes = _wait_all([processes[0]], 120)
-        stopped_after = time.time() - killed_at
-        _wait_all(processes, 10)
-        out = (tmp_path / "first-worker-0.out").read_text()
-        assert codes == [-signal.SIGKILL] and stopped_after < 60, (stopped_after, out)
-        assert "error: worker 0: lost worker 1 (%s)" % workers[1] in out, out
-        message = out[out.index("error: worker"):]
-        assert "start every worker again: zoo-run train shufflenetv1_g3 --device cpu --model_dir %s" % model_dir \
-            in message and "(each worker with its TF_CONFIG)" in message
-        last = re.search(r"last checkpoint is (\S+)\. ", message).group(1)
-        assert last == tf.compat.v1.train.latest_checkpoint(str(model_dir)) and int(last.rsplit("-", 1)[1]) >= 4
-        resumed_from.append(last)
-        time.sleep(1.0)
-        assert _processes_naming(str(model_dir)) == []   # nothing keeps running: no worker, no watchdog
+        started = []
+        try:
+            workers = ["%s:%d" % (host.address, PORT) for host in hosts]
+            resumed_from = []
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "first", started=started)
+            killed_at = _kill_after_checkpoint(processes, 1, model_dir, 4)
+            codes = _wait_all([processes[0]], 120)
+            stopped_after = time.time() - killed_at
+            _wait_all(processes, 10)
+            out = (tmp_path / "first-worker-0.out").read_text()
+            assert codes == [-signal.SIGKILL] and stopped_after < 60, (stopped_after, out)
+            assert "error: worker 0: lost worker 1 (%s)" % workers[1] in out, out
+            message = out[out.index("error: worker"):]
+            assert "start every worker again: zoo-run train shufflenetv1_g3 --device cpu --model_dir %s" % model_dir \
+                in message and "(each worker with its TF_CONFIG)" in message
+            last = re.search(r"last checkpoint is (\S+)\. ", message).group(1)
+            assert last == tf.compat.v1.train.latest_checkpoint(str(model_dir)) and int(last.rsplit("-", 1)[1]) >= 4
+            resumed_from.append(last)
+            time.sleep(1.0)
+            assert _processes_naming(str(model_dir)) == []   # nothing keeps running: no worker, no watchdog
 
-        restarts = ["--max_restarts", "1"]
-        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second", restarts)
-        chief_out, survivor_out = (tmp_path / ("second-worker-%d.out" % i) for i in (0, 1))
-        chief_child = int(_wait_for_text(chief_out, "runs as process", processes, 120)
-                          .split("runs as process ")[1].split(",")[0])
-        killed_at = _kill_after_checkpoint(processes, 0, model_dir, 12, group=True)
-        last = tf.compat.v1.train.latest_checkpoint(str(model_dir))
-        assert _wait_all([processes[0]], 10) == [-signal.SIGKILL]
-        time.sleep(0.5)
-        assert not os.path.exists("/proc/%d" % chief_child)   # the chief's training died with its agent
-        # started again at once, as a fast scheduler does: its rendezvous answers on the chief's port before the
-        # survivor's watchdog has given up on the killed chief, which must still count as lost
-        again = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second-again", restarts, indices=[0])[0]
-        processes = [again, processes[1]]
-        out = _wait_for_text(survivor_out, "Restarting this host's worker", processes, 90)
-        restarted_after = time.time() - killed_at
-        lost = out.index("error: worker 1: lost worker 0 (%s)" % workers[0])
-        assert re.search(r"zoo-run train: this host's worker process exited with code -9 \(SIGKILL\)\nRestarting "
-                         r"this host's worker from the last checkpoint, %s: it waits up to 600 s .*\(restart 1 of 1\)"
-                         % re.escape(last), out[lost:]), out
-        resumed_from.append(last)
-        signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(last.rsplit("-", 1)[1]) + 1,
-                                              signal.SIGTERM, settle=0.0)   # at once: the last rerun trains too
-        codes = _wait_all(processes, 120)
-        resumed_from.append(_stopped_by_sigterm_together(tmp_path, ("second-again", "second"), model_dir, codes,
-                                                         time.time() - signalled_at))
-        assert int(resumed_from[-1].rsplit("-", 1)[1]) < 28, resumed_from
-        time.sleep(1.0)
-        assert _processes_naming(str(model_dir)) == []
-        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "fourth")
-        codes = _wait_all(processes, 600)
+            restarts = ["--max_restarts", "1"]
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second", restarts, started=started)
+            chief_out, survivor_out = (tmp_path / ("second-worker-%d.out" % i) for i in (0, 1))
+            chief_child = int(_wait_for_text(chief_out, "runs as process", processes, 120)
+                              .split("runs as process ")[1].split(",")[0])
+            killed_at = _kill_after_checkpoint(processes, 0, model_dir, 12, group=True)
+            last = tf.compat.v1.train.latest_checkpoint(str(model_dir))
+            assert _wait_all([processes[0]], 10) == [-signal.SIGKILL]
+            assert _ends(chief_child, 10)   # the chief's training died with its agent
+            # started again at once, as a fast scheduler does: its rendezvous answers on the chief's port before the
+            # survivor's watchdog has given up on the killed chief, which must still count as lost
+            again = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second-again", restarts, indices=[0],
+                           started=started)[0]
+            processes = [again, processes[1]]
+            out = _wait_for_text(survivor_out, "Restarting this host's worker", processes, 90)
+            restarted_after = time.time() - killed_at
+            lost = out.index("error: worker 1: lost worker 0 (%s)" % workers[0])
+            assert re.search(r"zoo-run train: this host's worker process exited with code -9 \(SIGKILL\)\n"
+                             r"Restarting this host's worker from the last checkpoint, %s: it waits up to 600 s "
+                             r".*\(restart 1 of 1\)" % re.escape(last), out[lost:]), out
+            resumed_from.append(last)
+            signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(last.rsplit("-", 1)[1]) + 1,
+                                                  signal.SIGTERM, settle=0.0)   # at once: the last rerun trains too
+            codes = _wait_all(processes, 120)
+            resumed_from.append(_stopped_by_sigterm_together(tmp_path, ("second-again", "second"), model_dir, codes,
+                                                             time.time() - signalled_at))
+            assert int(resumed_from[-1].rsplit("-", 1)[1]) < 28, resumed_from
+            time.sleep(1.0)
+            assert _processes_naming(str(model_dir)) == []
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "fourth", started=started)
+            codes = _wait_all(processes, 600)
+        finally:
+            _end_sessions(started)
+
     outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "fourth") for i in (0, 1)]
     text = "\n".join("--- %s\n%s" % (name, (tmp_path / name).read_text()) for name in outputs + [
         "second-again-worker-0.out"])
