@@ -162,7 +162,8 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
             workers = ["%s:%d" % (host.address, PORT) for host in hosts]
             resumed_from = []
             processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "first", started=started)
-            killed_at = _kill_after_checkpoint(processes, 1, model_dir, 4)
+            # at once past each checkpoint (settle=0): on a quiet machine a step takes 0.2 s, 28 steps leave little room
+            killed_at = _kill_after_checkpoint(processes, 1, model_dir, 4, settle=0.0)
             codes = _wait_all([processes[0]], 120)
             stopped_after = time.time() - killed_at
             _wait_all(processes, 10)
@@ -183,7 +184,8 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
             chief_out, survivor_out = (tmp_path / ("second-worker-%d.out" % i) for i in (0, 1))
             chief_child = int(_wait_for_text(chief_out, "runs as process", processes, 120)
                               .split("runs as process ")[1].split(",")[0])
-            killed_at = _kill_after_checkpoint(processes, 0, model_dir, 12, group=True)
+            killed_at = _kill_after_checkpoint(processes, 0, model_dir, int(resumed_from[0].rsplit("-", 1)[1]) + 1,
+                                               group=True, settle=0.0)   # past a checkpoint this run wrote
             last = tf.compat.v1.train.latest_checkpoint(str(model_dir))
             assert _wait_all([processes[0]], 10) == [-signal.SIGKILL]
             assert _ends(chief_child, 10)   # the chief's training died with its agent
@@ -200,7 +202,7 @@ def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp
                              r".*\(restart 1 of 1\)" % re.escape(last), out[lost:]), out
             resumed_from.append(last)
             signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(last.rsplit("-", 1)[1]) + 1,
-                                                  signal.SIGTERM, settle=0.0)   # at once: the last rerun trains too
+                                                  signal.SIGTERM, settle=0.0)
             codes = _wait_all(processes, 120)
             resumed_from.append(_stopped_by_sigterm_together(tmp_path, ("second-again", "second"), model_dir, codes,
                                                              time.time() - signalled_at))
