@@ -150,9 +150,6 @@ def cmd_train(args):
         code = launcher.launch_local(args.workers, argv + ["--model_dir", model_dir], model_dir,
                                      resume_command=resume_command(argv), max_restarts=args.max_restarts)
         distribute.exit_worker(code)   # at once: a scheduler's grace period is not spent in TensorFlow's teardown
-    if args.max_restarts:
-        raise ZooError("--max_restarts is for the --workers launcher (it restarts the local workers it started); "
-                       "under TF_CONFIG or Slurm the scheduler restarts a host's process")
     _quiet_tensorflow()
     from registry.engine import distribute, interrupts, runner
     settings = _device_settings(args)
@@ -161,6 +158,16 @@ def cmd_train(args):
                                       os.environ.get(launcher.RESUME_COMMAND_VARIABLE) else
                                       " (each worker with its TF_CONFIG)" if os.environ.get("TF_CONFIG") else
                                       " (with srun, one task per node)")
+    if args.max_restarts:
+        if not settings.launch.cluster:
+            raise ZooError("--max_restarts is for a multi-worker run: the --workers launcher, or one process per "
+                           "host under TF_CONFIG or Slurm (%s)" % (
+                               "this process is the cluster's evaluator, which trains nothing"
+                               if settings.launch.evaluator else "none is set here"))
+        # this process becomes the host agent: it runs the training as its child and restarts it when it fails
+        code = launcher.run_host_agent(argv + ["--model_dir", model_dir], model_dir, args.startup_timeout,
+                                       resume_command=command, max_restarts=args.max_restarts)
+        distribute.exit_worker(code)
     if settings.launch.evaluator:   # a TFJob's evaluator task: no training, no collective
         from registry.engine import evaluator_task
         for note in settings.launch.notes:
@@ -427,8 +434,11 @@ def build_parser():
                        help="start N local worker processes on 127.0.0.1 (synchronous all-reduce; global batch "
                             "and learning rate scale with N). Multi-host: set TF_CONFIG on each host instead")
     group.add_argument("--max_restarts", type=int, default=0,
-                       help="with --workers: when a worker dies, start every worker again from the last "
-                            "checkpoint, up to K times (default 0: stop, naming the failure and the resume command)")
+                       help="when a worker dies, restart from the last checkpoint, up to K times (default 0: stop, "
+                            "naming the failure and the resume command). With --workers: every local worker is "
+                            "started again. Under TF_CONFIG or Slurm: this host's process runs as a child of this "
+                            "one, which starts it again; it waits up to --startup_timeout for the lost peer to "
+                            "come back (its scheduler restarts it), then every worker resumes together")
     group.add_argument("--startup_timeout", type=float, default=300.0,
                        help="seconds a worker waits for its peers before it stops with an error (default 300)")
     group.add_argument("--port", type=int,

@@ -43,6 +43,43 @@ def test_tf_config_parsing():
     assert len(set(ports)) == 3
 
 
+def test_a_peer_whose_port_refused_stays_lost_when_a_restarted_process_answers_on_it():
+    """The watchdog's liveness rule on a real port: a peer that answered, then refused (its process ended), is lost
+    LOST_SECONDS later even though a new process listens on its port again by then (a host agent or a scheduler
+    restarted it: the old collectives would wait forever); a peer that only times out is forgiven when it answers."""
+    from registry.engine import watchdog
+
+    def listen(port=0):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(4)
+        return s
+
+    server = listen()
+    port = server.getsockname()[1]
+    watch = watchdog.Watch({"workers": ["127.0.0.1:1", "127.0.0.1:%d" % port], "index": 0, "startup_timeout": 60},
+                           now=0.0)
+    assert watch.probe(0.0) == [] and watch.seen == {1}
+    server.close()
+    assert watch.probe(1.0) == [] and watch.refused == {1}
+    server = listen(port)   # the restarted process listens on the same port
+    try:
+        assert watch.probe(2.0) == []
+        assert watch.probe(1.0 + watchdog.LOST_SECONDS) == ["worker 1 (127.0.0.1:%d)" % port]
+    finally:
+        server.close()
+    quiet = watchdog.Watch({"workers": ["127.0.0.1:1", "127.0.0.1:%d" % port], "index": 0, "startup_timeout": 60},
+                           now=0.0)
+    quiet.seen.add(1)
+    quiet.silent_since[1] = 0.0   # silent (a timeout), not refused: an answer clears it
+    server = listen(port)
+    try:
+        assert quiet.probe(0.0) == [] and quiet.silent_since == {}
+    finally:
+        server.close()
+
+
 def test_two_local_workers_train_in_sync_and_the_chief_evaluates(tmp_path, zoo_run):
     model_dir = tmp_path / "mw"
     # global batch 128 over 1,437 demo images: 11 steps an epoch, so 0.3 epochs is an eval every 3 steps

@@ -1,7 +1,8 @@
 """Multi-host data parallel training as hosts really are: two network namespaces joined by a veth pair, one
 worker in each, TF_CONFIG naming their own addresses (MultiWorkerMirroredStrategy, ring all-reduce over the
-link), the model dir on storage both read. Scenarios per lane: a worker that dies (then a SIGTERM to one host's
-process, which stops both at one checkpoint), and the cluster schedulers' layouts (Slurm's srun variables; a Kubeflow
+link), the model dir on storage both read. Scenarios per lane: a worker that dies; with --max_restarts, a host
+whose processes are killed and started again, which its peer's agent waits for (then a SIGTERM to one host's
+process, which stops both at one checkpoint); and the cluster schedulers' layouts (Slurm's srun variables; a Kubeflow
 TFJob's chief, worker and evaluator), which train in sync with evaluation on every worker, all in one pair of
 hosts."""
 import json
@@ -35,21 +36,35 @@ def _processes_naming(text):
     return pids
 
 
-def _start(hosts, workers, zoo_run, model_dir, outputs, tag):
-    processes = []
-    for index, host in enumerate(hosts):
+def _start(hosts, workers, zoo_run, model_dir, outputs, tag, extra=(), indices=None, started=None):
+    """Starts worker i of `workers` on hosts[i] for each i of `indices` (default: all), output in
+    `<tag>-worker-<i>.out`. Each in a session of its own (a process group: the host's agent, whose child dies
+    with it, which os.killpg ends as a node loss does). Appends them to the list `started` when given."""
+    processes = [] if started is None else started
+    for index in range(len(hosts)) if indices is None else indices:
         with open(str(outputs / ("%s-worker-%d.out" % (tag, index))), "w") as out:
-            processes.append(host.popen(
+            processes.append(hosts[index].popen(
                 [zoo_run, "train", "shufflenetv1_g3", "--device", "cpu", "--model_dir", str(model_dir),
-                 "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "600"],
-                env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
-                stdout=out, stderr=subprocess.STDOUT))
-    return processes
+                 "--max_steps", "28", "--skip_eval", "--set", "save_checkpoints_steps=4", "--startup_timeout", "600"]
+                + list(extra), env=dict(os.environ, TF_CONFIG=environment.make_tf_config(workers, index)),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    return processes[-(len(hosts) if indices is None else len(indices)):]
 
 
-def _kill_after_checkpoint(processes, victim, model_dir, step, signum=signal.SIGKILL):
-    """Sends `signum` to worker `victim` once the model dir has a checkpoint at `step` or later; returns the time
-    it was sent."""
+def _end_sessions(processes):
+    """SIGKILLs the process group of each of `processes` still running (a failed test leaves nothing behind)."""
+    for p in processes:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+
+
+def _kill_after_checkpoint(processes, victim, model_dir, step, signum=signal.SIGKILL, group=False, settle=1.0):
+    """Sends `signum` to worker `victim` (`group`: to its process group) `settle` seconds after the model dir has a
+    checkpoint at `step` or later; returns the time it was sent."""
     deadline = time.time() + 600
     while time.time() < deadline:
         latest = tf.compat.v1.train.latest_checkpoint(str(model_dir))
@@ -59,8 +74,11 @@ def _kill_after_checkpoint(processes, victim, model_dir, step, signum=signal.SIG
         time.sleep(0.5)
     else:
         raise AssertionError("no checkpoint %d within 600 s" % step)
-    time.sleep(1.0)   # mid-step, past the checkpoint
-    processes[victim].send_signal(signum)
+    time.sleep(settle)   # mid-step, past the checkpoint
+    if group:
+        os.killpg(processes[victim].pid, signum)
+    else:
+        processes[victim].send_signal(signum)
     return time.time()
 
 
@@ -74,10 +92,11 @@ def _wait_all(processes, timeout):
                 p.wait()
 
 
-def _stopped_by_sigterm_together(tmp_path, tag, model_dir, codes, seconds):
-    """Both hosts' processes of run `tag` stopped after one common step on the SIGTERM sent to the chief: status 143
-    each, one resume line each (the chief's names the checkpoint it wrote). Returns that checkpoint."""
-    outputs = [(tmp_path / ("%s-worker-%d.out" % (tag, i))).read_text() for i in (0, 1)]
+def _stopped_by_sigterm_together(tmp_path, tags, model_dir, codes, seconds):
+    """Both hosts' processes stopped after one common step on the SIGTERM sent to the chief: status 143 each, one
+    resume line each (the chief's names the checkpoint it wrote) in `<tags[i]>-worker-<i>.out`. Returns that
+    checkpoint."""
+    outputs = [(tmp_path / ("%s-worker-%d.out" % (tags[i], i))).read_text() for i in (0, 1)]
     text = "\n".join(outputs)
     assert codes == [143, 143] and seconds < 30, (codes, seconds, text)
     steps = []
@@ -100,50 +119,112 @@ def _stopped_by_sigterm_together(tmp_path, tag, model_dir, codes, seconds):
     return os.path.join(str(model_dir), "model.ckpt-%d" % steps[0])
 
 
+def _ends(pid, timeout):
+    """Whether process `pid` has ended (gone, or a zombie not yet reaped) within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _wait_for_text(path, text, processes, timeout):
+    """Waits until the file `path` contains `text` (every process of `processes` still running); returns its text."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = path.read_text()
+        if text in out:
+            return out
+        assert all(p.poll() is None for p in processes), out
+        time.sleep(0.5)
+    raise AssertionError("no %r within %.0f s in %s:\n%s" % (text, timeout, path, path.read_text()))
+
+
 def test_a_killed_worker_stops_its_peer_with_a_message_and_the_rerun_resumes(tmp_path, zoo_run):
-    """Worker 1, then the chief, is SIGKILLed mid-run: each time the survivor stops within a bound, naming the lost
-    peer, the last checkpoint and the command to resume, and nothing keeps running. The rerun resumes from that
-    checkpoint; a SIGTERM to the chief's process (as a scheduler preempts a host) stops both hosts' processes after
-    one common step with a checkpoint; the next rerun finishes with equal weights."""
+    """1. Worker 1 is SIGKILLed mid-run: the chief stops within a bound, naming the lost peer, the last checkpoint
+    and the command to resume, and nothing keeps running.
+    2. The rerun resumes from that checkpoint with --max_restarts 1 on both hosts (each host's process is an agent
+    running the training as its child). The chief's host is killed mid-run (its process group: agent and child, as
+    at a node loss): the survivor's watchdog names the lost peer and its agent restarts the survivor's training,
+    which waits for the chief; the test starts the chief's command again at once (as a scheduler would) and both
+    resume from the last checkpoint. A SIGTERM to the chief's agent (as a scheduler preempts a host) is passed on
+    and stops both hosts after one common step with a checkpoint (143 each).
+    3. The next rerun finishes with equal weights at the final step."""
     model_dir = tmp_path / "killed"
     with netns.two_hosts("kil") as hosts:
-        workers = ["%s:%d" % (host.address, PORT) for host in hosts]
-        resumed_from = []
-        for tag, victim, after in (("first", 1, 4), ("second", 0, 12)):
-            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, tag)
-            killed_at = _kill_after_checkpoint(processes, victim, model_dir, after)
-            survivor = processes[1 - victim]
-            codes = _wait_all([survivor], 120)
+        started = []
+        try:
+            workers = ["%s:%d" % (host.address, PORT) for host in hosts]
+            resumed_from = []
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "first", started=started)
+            # at once past each checkpoint (settle=0): on a quiet machine a step takes 0.2 s, 28 steps leave little room
+            killed_at = _kill_after_checkpoint(processes, 1, model_dir, 4, settle=0.0)
+            codes = _wait_all([processes[0]], 120)
             stopped_after = time.time() - killed_at
             _wait_all(processes, 10)
-            out = (tmp_path / ("%s-worker-%d.out" % (tag, 1 - victim))).read_text()
+            out = (tmp_path / "first-worker-0.out").read_text()
             assert codes == [-signal.SIGKILL] and stopped_after < 60, (stopped_after, out)
-            assert "error: worker %d: lost worker %d (%s)" % (1 - victim, victim, workers[victim]) in out, out
+            assert "error: worker 0: lost worker 1 (%s)" % workers[1] in out, out
             message = out[out.index("error: worker"):]
             assert "start every worker again: zoo-run train shufflenetv1_g3 --device cpu --model_dir %s" % model_dir \
                 in message and "(each worker with its TF_CONFIG)" in message
             last = re.search(r"last checkpoint is (\S+)\. ", message).group(1)
-            assert last == tf.compat.v1.train.latest_checkpoint(str(model_dir)) and int(last.rsplit("-", 1)[1]) >= after
+            assert last == tf.compat.v1.train.latest_checkpoint(str(model_dir)) and int(last.rsplit("-", 1)[1]) >= 4
             resumed_from.append(last)
             time.sleep(1.0)
             assert _processes_naming(str(model_dir)) == []   # nothing keeps running: no worker, no watchdog
-        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "third")
-        signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(resumed_from[1].rsplit("-", 1)[1]) + 1,
-                                              signal.SIGTERM)
-        codes = _wait_all(processes, 120)
-        resumed_from.append(_stopped_by_sigterm_together(tmp_path, "third", model_dir, codes,
-                                                         time.time() - signalled_at))
-        processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "fourth")
-        codes = _wait_all(processes, 600)
-    outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "third", "fourth") for i in (0, 1)]
-    text = "\n".join("--- %s\n%s" % (name, (tmp_path / name).read_text()) for name in outputs)
+
+            restarts = ["--max_restarts", "1"]
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second", restarts, started=started)
+            chief_out, survivor_out = (tmp_path / ("second-worker-%d.out" % i) for i in (0, 1))
+            chief_child = int(_wait_for_text(chief_out, "runs as process", processes, 120)
+                              .split("runs as process ")[1].split(",")[0])
+            killed_at = _kill_after_checkpoint(processes, 0, model_dir, int(resumed_from[0].rsplit("-", 1)[1]) + 1,
+                                               group=True, settle=0.0)   # past a checkpoint this run wrote
+            last = tf.compat.v1.train.latest_checkpoint(str(model_dir))
+            assert _wait_all([processes[0]], 10) == [-signal.SIGKILL]
+            assert _ends(chief_child, 10)   # the chief's training died with its agent
+            # started again at once, as a fast scheduler does: its rendezvous answers on the chief's port before the
+            # survivor's watchdog has given up on the killed chief, which must still count as lost
+            again = _start(hosts, workers, zoo_run, model_dir, tmp_path, "second-again", restarts, indices=[0],
+                           started=started)[0]
+            processes = [again, processes[1]]
+            out = _wait_for_text(survivor_out, "Restarting this host's worker", processes, 90)
+            restarted_after = time.time() - killed_at
+            lost = out.index("error: worker 1: lost worker 0 (%s)" % workers[0])
+            assert re.search(r"zoo-run train: this host's worker process exited with code -9 \(SIGKILL\)\n"
+                             r"Restarting this host's worker from the last checkpoint, %s: it waits up to 600 s "
+                             r".*\(restart 1 of 1\)" % re.escape(last), out[lost:]), out
+            resumed_from.append(last)
+            signalled_at = _kill_after_checkpoint(processes, 0, model_dir, int(last.rsplit("-", 1)[1]) + 1,
+                                                  signal.SIGTERM, settle=0.0)
+            codes = _wait_all(processes, 120)
+            resumed_from.append(_stopped_by_sigterm_together(tmp_path, ("second-again", "second"), model_dir, codes,
+                                                             time.time() - signalled_at))
+            assert int(resumed_from[-1].rsplit("-", 1)[1]) < 28, resumed_from
+            time.sleep(1.0)
+            assert _processes_naming(str(model_dir)) == []
+            processes = _start(hosts, workers, zoo_run, model_dir, tmp_path, "fourth", started=started)
+            codes = _wait_all(processes, 600)
+        finally:
+            _end_sessions(started)
+
+    outputs = ["%s-worker-%d.out" % (tag, i) for tag in ("first", "second", "fourth") for i in (0, 1)]
+    text = "\n".join("--- %s\n%s" % (name, (tmp_path / name).read_text()) for name in outputs + [
+        "second-again-worker-0.out"])
     assert codes == [0, 0], text
-    later = [(tmp_path / ("%s-worker-0.out" % tag)).read_text() for tag in ("second", "third", "fourth")]
+    later = [(tmp_path / ("%s-worker-0.out" % tag)).read_text() for tag in ("second", "second-again", "fourth")]
     assert all("Resuming from %s:" % checkpoint in out for checkpoint, out in zip(resumed_from, later)), text
     fingerprints = [json.loads((model_dir / "workers" / ("worker-%d.json" % i)).read_text()) for i in (0, 1)]
     assert [f["global_step"] for f in fingerprints] == [28, 28]
     assert fingerprints[0]["weights_sha256"] == fingerprints[1]["weights_sha256"], text
     assert json.loads((model_dir / "run_summary.json").read_text())["final_step"] == 28
+    print("restart timings: the survivor's agent restarted %.1f s after the chief's host was killed" % restarted_after)
 
 
 SLURM_NODES = ("node006", "node011")   # the names Slurm would give the two hosts: SLURM_*_NODELIST node[006,011]

@@ -10,7 +10,8 @@ watches from outside:
 - start-up: unless the worker says "started" (its first step ran) within the start-up timeout, it names the peers
   that do not accept a connection and ends the worker;
 - liveness: every PROBE_SECONDS it connects to each peer's port (the gRPC server every worker keeps open for as
-  long as it runs). A peer that answered once and then refuses or times out for LOST_SECONDS is lost: the
+  long as it runs). A peer that answered once and then refuses or times out for LOST_SECONDS is lost (one that
+  refused stays lost if a restarted process answers on its port meanwhile, see Watch): the
   watchdog says which, where the run's last checkpoint is and the command that resumes it, and ends the worker;
 - the worker writes "stopping" when it has no collective left to run (its last step ran, or it was asked to
   stop), and closes the pipe by exiting: either ends the watchdog.
@@ -37,13 +38,21 @@ LOST_SECONDS = 5.0   # a lost peer stops its survivors within about this + a pro
 CONNECT_TIMEOUT = 2.0
 
 
-def _reachable(address, timeout=CONNECT_TIMEOUT):
+def _connect(address, timeout=CONNECT_TIMEOUT):
+    """'open' when a TCP connection to host:port succeeds, 'refused' when nothing listens there (the host answered
+    with a reset), 'silent' otherwise (a timeout, an unreachable host)."""
     host, port = address.rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
+    except ConnectionRefusedError:
+        return "refused"
     except OSError:
-        return False
-    return True
+        return "silent"
+    return "open"
+
+
+def _reachable(address, timeout=CONNECT_TIMEOUT):
+    return _connect(address, timeout) == "open"
 
 
 def unreachable_peers(workers, index, timeout=CONNECT_TIMEOUT):
@@ -73,7 +82,11 @@ def _kill(pid):
 
 
 class Watch(object):
-    """The watchdog's state: which peers answered, since when the others are silent."""
+    """The watchdog's state: which peers answered, since when the others are silent. A peer whose port refused a
+    connection after it had answered has lost its process (a running worker's gRPC server listens until the
+    process ends): it stays lost even when its port answers again within LOST_SECONDS, as it does when its host's
+    agent (--max_restarts) or a scheduler restarts it at once: the new process is not in this job's collectives
+    (it waits in the start-up rendezvous) and this worker would wait for the old one forever."""
 
     def __init__(self, config, now):
         self.config = config
@@ -81,6 +94,7 @@ class Watch(object):
         self.started = False
         self.seen = set()
         self.silent_since = {}
+        self.refused = set()
         self.next_probe = now
 
     def probe(self, now):
@@ -92,11 +106,14 @@ class Watch(object):
         for i, address in enumerate(workers):
             if i == index:
                 continue
-            if _reachable(address):
+            answer = _connect(address)
+            if answer == "open" and i not in self.refused:
                 self.seen.add(i)
                 self.silent_since.pop(i, None)
             elif i in self.seen:
                 self.silent_since.setdefault(i, now)
+                if answer == "refused":
+                    self.refused.add(i)
         return ["worker %d (%s)" % (i, workers[i]) for i, since in sorted(self.silent_since.items())
                 if now - since >= LOST_SECONDS]
 
