@@ -197,19 +197,18 @@ def compute_dtype(settings):
     """The dtype the network computes in: float16 for force_fp16 and bfloat16 for force_bf16 off the NPU, else
     float32 (allow_mix_precision on a CPU keeps float32 outside the convolutions: `convolution_dtype`; the NPU
     casts itself)."""
-    if settings is None:
-        return tf.float32
-    precision = settings.precision or training_precision(settings.device, settings.precision_mode)
-    return precision.dtype
+    return tf.float32 if settings is None else precision(settings).dtype
 
 
 def convolution_dtype(settings):
     """The dtype the plugin's convolutions compute in when it differs from `compute_dtype` (bfloat16 for
     allow_mix_precision on a CPU with bfloat16 hardware, lane tf2), else None."""
-    if settings is None:
-        return None
-    precision = settings.precision or training_precision(settings.device, settings.precision_mode)
-    return precision.convolution_dtype
+    return None if settings is None else precision(settings).convolution_dtype
+
+
+def precision(settings):
+    """The Precision `settings` train in: the one `resolve` (or `for_images`) made, else `training_precision`'s."""
+    return settings.precision or training_precision(settings.device, settings.precision_mode)
 
 
 def align_steps(settings, steps):

@@ -295,10 +295,10 @@ def _train(model, hparams, data_path, model_dir, settings, warm_start_from, synt
     else:
         say("Training from %s on lane %s, %s: %d steps (%g epochs of %d steps, global batch %d, peak lr %g, %s "
             "schedule)" % ("a warm start" if warm_start_from else "scratch", tf_compat.describe(),
-                           _precision(settings).name, plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
+                           devices.precision(settings).name, plan.total_steps, hparams["epochs"], plan.steps_per_epoch,
                            plan.global_batch, plan.peak_lr, plan.schedule))
-    if _precision(settings).note:
-        say("precision: %s" % _precision(settings).note)
+    if devices.precision(settings).note:
+        say("precision: %s" % devices.precision(settings).note)
     warm = _plan_warm_start(model, hparams, warm_start_from, bool(latest), say)
     if cluster:
         log("worker %d of %d (%s): steps %d -> %d, %d replicas, global batch %d, peak lr %g"
@@ -604,11 +604,6 @@ def _plan_warm_start(model, hparams, warm_start_from, resuming, log):
     return warm.checkpoint, warm.assignment
 
 
-def _precision(settings):
-    """The devices.Precision this run trains in (made by devices.resolve; computed for settings made without)."""
-    return settings.precision or devices.training_precision(settings.device, settings.precision_mode)
-
-
 def _run_summary(model_dir, plan, settings, start_step, final_step, started, elapsed, record):
     """This run's figures, from the structured train log (never from log text)."""
     this_run = results.read_train_log(model_dir, since=started)
@@ -617,8 +612,8 @@ def _run_summary(model_dir, plan, settings, start_step, final_step, started, ela
     return {
         "start_epoch": round(plan.epoch(start_step), 4), "final_epoch": round(plan.epoch(final_step), 4),
         "device": settings.device, "lane": tf_compat.LANE, "tensorflow": tf.__version__,
-        "precision_mode": settings.precision_mode, "precision": _precision(settings).name,
-        "precision_note": _precision(settings).note,
+        "precision_mode": settings.precision_mode, "precision": devices.precision(settings).name,
+        "precision_note": devices.precision(settings).note,
         "rank_size": settings.rank_size, "replicas": plan.num_replicas,
         "global_batch": plan.global_batch,
         "batch_size": plan.batch_size, "start_step": start_step, "final_step": final_step,
