@@ -24,7 +24,7 @@ its top-1 against the f32 IR's goes into openvino_info.json, and a drop of more 
 refuses the export (nothing written) with the figures. With int8 asked on a CPU where bf16 really runs, bf16 is
 checked as well (on a Zen 4, AVX512_BF16: bf16 1.96x f32's images/sec, int8 1.5x). `default_precision` in the info
 file is the fastest precision whose accuracy the export has shown within the bound (f32 included), timed by the
-export on this machine (`speed` of each: batch SPEED_BATCH, median of SPEED_RUNS requests); `zoo-run perf` and
+export on this machine (`speed` of each: batch SPEED_BATCH, median of SPEED_RUNS requests in alternating rounds); `zoo-run perf` and
 `zoo-run eval` of the export dir use it unless `--precision` says otherwise.
 
 `openvino` is optional: `pip install .[openvino]` installs the release pinned for the TensorFlow lane in use.
@@ -260,11 +260,12 @@ def _low_precisions(model, hparams, ir, staging, target, layout, f32_request, pr
     shown = [name for name, record in records.items()
              if record["ran"] == name and record.get("check", {}).get("top1_drop_points", 0) <= max_drop]
     size = int(hparams["image_size"])
+    speeds = _speeds({name: requests[name] for name in shown},
+                     onnx_export.to_layout(np.zeros((SPEED_BATCH, size, size, 3), np.float32), layout))
     for name in shown:
-        records[name]["speed"] = _speed(requests[name], onnx_export.to_layout(
-            np.zeros((SPEED_BATCH, size, size, 3), np.float32), layout))
+        records[name]["speed"] = speeds[name]
     default = _fastest({name: records[name]["speed"]["images_per_sec"] for name in shown})
-    log("  speed (OpenVINO, batch %d, median of %d runs): %s; default_precision %s (the fastest whose accuracy was "
+    log("  speed (OpenVINO, batch %d, median of %d alternating rounds): %s; default_precision %s (the fastest whose accuracy was "
         "checked)" % (SPEED_BATCH, SPEED_RUNS, ", ".join("%s %.0f images/s" % (n, records[n]["speed"]["images_per_sec"])
                                                          for n in shown), default))
     return records, default
@@ -274,17 +275,22 @@ SPEED_BATCH = 32   # images per request when an export times its precisions
 SPEED_RUNS = 5
 
 
-def _speed(request, images, runs=SPEED_RUNS):
-    """{'images_per_sec', 'batch', 'runs'}: the median over `runs` timed requests of `images` (after one untimed)."""
+def _speeds(requests, images, runs=SPEED_RUNS):
+    """{name: {'images_per_sec', 'batch', 'runs'}} of {name: request}: after one untimed request each, `runs`
+    rounds time one request of `images` on each in turn (alternating, so that a change in the machine's load
+    falls on all of them); each one's median."""
     import time
-    run(request, images)
-    seconds = []
-    for _ in range(runs):
-        started = time.perf_counter()
+    seconds = {name: [] for name in requests}
+    for request in requests.values():
         run(request, images)
-        seconds.append(time.perf_counter() - started)
-    return collections.OrderedDict([("images_per_sec", round(len(images) / float(np.median(seconds)), 1)),
-                                    ("batch", len(images)), ("runs", runs)])
+    for _ in range(runs):
+        for name, request in requests.items():
+            started = time.perf_counter()
+            run(request, images)
+            seconds[name].append(time.perf_counter() - started)
+    return {name: collections.OrderedDict([("images_per_sec", round(len(images) / float(np.median(times)), 1)),
+                                           ("batch", len(images)), ("runs", runs)])
+            for name, times in seconds.items()}
 
 
 def _fastest(images_per_sec):
